@@ -35,6 +35,11 @@
 struct conn_opts {
 	const char *host;    /* name or IP literal (IPv6 without brackets) */
 	uint16_t port;
+	/* Connect to this address (IPv4/IPv6 literal) instead of resolving
+	 * host; host is still what SNI and certificate checks use (curl's
+	 * --resolve: rehearse against a clone under the real name).  NULL =
+	 * resolve host. */
+	const char *connect_addr;
 	bool tls;            /* implicit TLS right after connect */
 	const char *ca_file; /* extra trusted CA (PEM), or NULL */
 	bool insecure;       /* no certificate verification (explicit only) */
