@@ -35,46 +35,46 @@
  * v + 1.  Each runs inside the one transaction that also sets
  * user_version, so a crash leaves the old version or the new one. */
 static const char *const migrations[SCHEMA_VERSION] = {
-	/* 0 -> 1: the first schema */
-	"PRAGMA application_id = 1229801799;" /* APPLICATION_ID */
-	"CREATE TABLE pair ("
-	" id INTEGER PRIMARY KEY,"
-	" source_key TEXT NOT NULL,"
-	" target_key TEXT NOT NULL,"
-	" UNIQUE (source_key, target_key));"
-	"CREATE TABLE folder ("
-	" id INTEGER PRIMARY KEY,"
-	" pair_id INTEGER NOT NULL REFERENCES pair (id) ON DELETE CASCADE,"
-	" source_name TEXT NOT NULL,"
-	" target_name TEXT NOT NULL,"
-	" src_uidvalidity INTEGER NOT NULL DEFAULT 0,"
-	" src_uidnext INTEGER NOT NULL DEFAULT 0,"
-	" src_modseq INTEGER NOT NULL DEFAULT 0," /* uint64 stored bit for bit */
-	" tgt_uidvalidity INTEGER NOT NULL DEFAULT 0,"
-	" UNIQUE (pair_id, source_name));"
-	"CREATE TABLE msg ("
-	" folder_id INTEGER NOT NULL REFERENCES folder (id) ON DELETE CASCADE,"
-	" src_uid INTEGER NOT NULL,"
-	" fp TEXT NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" tgt_uid INTEGER NOT NULL DEFAULT 0,"
-	" status INTEGER NOT NULL,"
-	" flags TEXT NOT NULL DEFAULT '',"
-	" reason TEXT NOT NULL DEFAULT '',"
-	" PRIMARY KEY (folder_id, src_uid)) WITHOUT ROWID;"
-	/* state_tfp_claim_done looks up done rows by target UID */
-	"CREATE INDEX msg_tgt ON msg (folder_id, tgt_uid);"
-	/* One row per target message: a target UID can stand for at most one
-	 * source message, so it is the key and a second add updates it. */
-	"CREATE TABLE tfp ("
-	" folder_id INTEGER NOT NULL REFERENCES folder (id) ON DELETE CASCADE,"
-	" tgt_uid INTEGER NOT NULL,"
-	" fp TEXT NOT NULL,"
-	" claimed INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY (folder_id, tgt_uid)) WITHOUT ROWID;"
-	/* WITHOUT ROWID appends the key (tgt_uid) to the index, so "lowest
-	 * unclaimed UID with this fp" is one index seek, no sort. */
-	"CREATE INDEX tfp_fp ON tfp (folder_id, fp, claimed);",
+    /* 0 -> 1: the first schema */
+    "PRAGMA application_id = 1229801799;" /* APPLICATION_ID */
+    "CREATE TABLE pair ("
+    " id INTEGER PRIMARY KEY,"
+    " source_key TEXT NOT NULL,"
+    " target_key TEXT NOT NULL,"
+    " UNIQUE (source_key, target_key));"
+    "CREATE TABLE folder ("
+    " id INTEGER PRIMARY KEY,"
+    " pair_id INTEGER NOT NULL REFERENCES pair (id) ON DELETE CASCADE,"
+    " source_name TEXT NOT NULL,"
+    " target_name TEXT NOT NULL,"
+    " src_uidvalidity INTEGER NOT NULL DEFAULT 0,"
+    " src_uidnext INTEGER NOT NULL DEFAULT 0,"
+    " src_modseq INTEGER NOT NULL DEFAULT 0," /* uint64 stored bit for bit */
+    " tgt_uidvalidity INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (pair_id, source_name));"
+    "CREATE TABLE msg ("
+    " folder_id INTEGER NOT NULL REFERENCES folder (id) ON DELETE CASCADE,"
+    " src_uid INTEGER NOT NULL,"
+    " fp TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " tgt_uid INTEGER NOT NULL DEFAULT 0,"
+    " status INTEGER NOT NULL,"
+    " flags TEXT NOT NULL DEFAULT '',"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (folder_id, src_uid)) WITHOUT ROWID;"
+    /* state_tfp_claim_done looks up done rows by target UID */
+    "CREATE INDEX msg_tgt ON msg (folder_id, tgt_uid);"
+    /* One row per target message: a target UID can stand for at most one
+     * source message, so it is the key and a second add updates it. */
+    "CREATE TABLE tfp ("
+    " folder_id INTEGER NOT NULL REFERENCES folder (id) ON DELETE CASCADE,"
+    " tgt_uid INTEGER NOT NULL,"
+    " fp TEXT NOT NULL,"
+    " claimed INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (folder_id, tgt_uid)) WITHOUT ROWID;"
+    /* WITHOUT ROWID appends the key (tgt_uid) to the index, so "lowest
+     * unclaimed UID with this fp" is one index seek, no sort. */
+    "CREATE INDEX tfp_fp ON tfp (folder_id, fp, claimed);",
 };
 
 #define MSG_COLUMNS "src_uid, fp, size, tgt_uid, status, flags, reason"
@@ -104,53 +104,53 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_COUNT] = {
-	/* IMMEDIATE takes the write lock up front, under the busy timeout;
-	 * a deferred transaction that reads first and writes later can fail
-	 * with SQLITE_BUSY at once when another worker wrote in between. */
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_SAVEPOINT] = "SAVEPOINT state_multi",
-	[S_RELEASE] = "RELEASE state_multi",
-	[S_ROLLBACK_TO] = "ROLLBACK TO state_multi",
-	/* the no-op update makes RETURNING give the id of an existing row */
-	[S_PAIR_GET] = "INSERT INTO pair (source_key, target_key) VALUES (?1, ?2)"
-		       " ON CONFLICT (source_key, target_key)"
-		       " DO UPDATE SET source_key = excluded.source_key"
-		       " RETURNING id",
-	[S_FOLDER_GET] = "INSERT INTO folder (pair_id, source_name, target_name)"
-			 " VALUES (?1, ?2, ?3)"
-			 " ON CONFLICT (pair_id, source_name)"
-			 " DO UPDATE SET target_name = excluded.target_name"
-			 " RETURNING id, src_uidvalidity, src_uidnext, src_modseq,"
-			 " tgt_uidvalidity",
-	[S_FOLDER_UPDATE] = "UPDATE folder SET src_uidvalidity = ?2, src_uidnext = ?3,"
-			    " src_modseq = ?4, tgt_uidvalidity = ?5 WHERE id = ?1",
-	[S_MSG_FORGET] = "DELETE FROM msg WHERE folder_id = ?1",
-	[S_MSG_PUT] = "INSERT OR REPLACE INTO msg (folder_id, " MSG_COLUMNS ")"
-		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[S_MSG_GET] = "SELECT " MSG_COLUMNS " FROM msg WHERE folder_id = ?1 AND src_uid = ?2",
-	[S_MSG_DONE] = "UPDATE msg SET status = 1, tgt_uid = ?3"
-		       " WHERE folder_id = ?1 AND src_uid = ?2",
-	[S_MSG_FLAGS] = "UPDATE msg SET flags = ?3 WHERE folder_id = ?1 AND src_uid = ?2",
-	[S_MSG_EACH] = "SELECT " MSG_COLUMNS " FROM msg"
-		       " WHERE folder_id = ?1 AND src_uid BETWEEN ?2 AND ?3"
-		       " AND (?4 < 0 OR status = ?4) ORDER BY src_uid",
-	[S_MSG_COUNTS] = "SELECT status, count(*), total(size) FROM msg"
-			 " WHERE folder_id = ?1 GROUP BY status",
-	[S_TFP_CLEAR] = "DELETE FROM tfp WHERE folder_id = ?1",
-	[S_TFP_ADD] = "INSERT INTO tfp (folder_id, tgt_uid, fp) VALUES (?1, ?2, ?3)"
-		      " ON CONFLICT (folder_id, tgt_uid) DO UPDATE SET fp = excluded.fp",
-	[S_TFP_CLAIM_DONE] = "UPDATE tfp SET claimed = 1"
-			     " WHERE folder_id = ?1 AND claimed = 0 AND tgt_uid IN"
-			     " (SELECT tgt_uid FROM msg WHERE folder_id = ?1"
-			     " AND status = 1 AND tgt_uid <> 0)",
-	/* one statement, so the pick and the mark are atomic without a
-	 * transaction of the caller's */
-	[S_TFP_CLAIM] = "UPDATE tfp SET claimed = 1 WHERE folder_id = ?1 AND tgt_uid ="
-			" (SELECT tgt_uid FROM tfp WHERE folder_id = ?1 AND fp = ?2"
-			" AND claimed = 0 ORDER BY tgt_uid LIMIT 1)"
-			" RETURNING tgt_uid",
+    /* IMMEDIATE takes the write lock up front, under the busy timeout;
+     * a deferred transaction that reads first and writes later can fail
+     * with SQLITE_BUSY at once when another worker wrote in between. */
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT state_multi",
+    [S_RELEASE] = "RELEASE state_multi",
+    [S_ROLLBACK_TO] = "ROLLBACK TO state_multi",
+    /* the no-op update makes RETURNING give the id of an existing row */
+    [S_PAIR_GET] = "INSERT INTO pair (source_key, target_key) VALUES (?1, ?2)"
+                   " ON CONFLICT (source_key, target_key)"
+                   " DO UPDATE SET source_key = excluded.source_key"
+                   " RETURNING id",
+    [S_FOLDER_GET] = "INSERT INTO folder (pair_id, source_name, target_name)"
+                     " VALUES (?1, ?2, ?3)"
+                     " ON CONFLICT (pair_id, source_name)"
+                     " DO UPDATE SET target_name = excluded.target_name"
+                     " RETURNING id, src_uidvalidity, src_uidnext, src_modseq,"
+                     " tgt_uidvalidity",
+    [S_FOLDER_UPDATE] = "UPDATE folder SET src_uidvalidity = ?2, src_uidnext = ?3,"
+                        " src_modseq = ?4, tgt_uidvalidity = ?5 WHERE id = ?1",
+    [S_MSG_FORGET] = "DELETE FROM msg WHERE folder_id = ?1",
+    [S_MSG_PUT] = "INSERT OR REPLACE INTO msg (folder_id, " MSG_COLUMNS ")"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_MSG_GET] = "SELECT " MSG_COLUMNS " FROM msg WHERE folder_id = ?1 AND src_uid = ?2",
+    [S_MSG_DONE] = "UPDATE msg SET status = 1, tgt_uid = ?3"
+                   " WHERE folder_id = ?1 AND src_uid = ?2",
+    [S_MSG_FLAGS] = "UPDATE msg SET flags = ?3 WHERE folder_id = ?1 AND src_uid = ?2",
+    [S_MSG_EACH] = "SELECT " MSG_COLUMNS " FROM msg"
+                   " WHERE folder_id = ?1 AND src_uid BETWEEN ?2 AND ?3"
+                   " AND (?4 < 0 OR status = ?4) ORDER BY src_uid",
+    [S_MSG_COUNTS] = "SELECT status, count(*), total(size) FROM msg"
+                     " WHERE folder_id = ?1 GROUP BY status",
+    [S_TFP_CLEAR] = "DELETE FROM tfp WHERE folder_id = ?1",
+    [S_TFP_ADD] = "INSERT INTO tfp (folder_id, tgt_uid, fp) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT (folder_id, tgt_uid) DO UPDATE SET fp = excluded.fp",
+    [S_TFP_CLAIM_DONE] = "UPDATE tfp SET claimed = 1"
+                         " WHERE folder_id = ?1 AND claimed = 0 AND tgt_uid IN"
+                         " (SELECT tgt_uid FROM msg WHERE folder_id = ?1"
+                         " AND status = 1 AND tgt_uid <> 0)",
+    /* one statement, so the pick and the mark are atomic without a
+     * transaction of the caller's */
+    [S_TFP_CLAIM] = "UPDATE tfp SET claimed = 1 WHERE folder_id = ?1 AND tgt_uid ="
+                    " (SELECT tgt_uid FROM tfp WHERE folder_id = ?1 AND fp = ?2"
+                    " AND claimed = 0 ORDER BY tgt_uid LIMIT 1)"
+                    " RETURNING tgt_uid",
 };
 
 struct state {
@@ -173,12 +173,12 @@ static int db_fail(struct state *st, const char *action, struct err *err)
 	int rc = sqlite3_errcode(st->db);
 
 	err_set(err, ERR_INTERNAL, "state database %s: %s: %s", st->path, action,
-		sqlite3_errmsg(st->db));
+	        sqlite3_errmsg(st->db));
 	switch (rc) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		err_hint(err, "another imapmig may be holding it; wait for it to finish,"
-			      " or use another file with --state");
+		              " or use another file with --state");
 		break;
 	case SQLITE_FULL:
 		err_hint(err, "free some disk space and run again");
@@ -206,9 +206,8 @@ static int config_fail(const char *path, struct err *err, const char *fmt, const
 
 static sqlite3_stmt *stmt_get(struct state *st, enum stmt_id id, struct err *err)
 {
-	if (!st->stmt[id] && sqlite3_prepare_v3(st->db, stmt_sql[id], -1,
-						SQLITE_PREPARE_PERSISTENT, &st->stmt[id],
-						NULL) != SQLITE_OK) {
+	if (!st->stmt[id] && sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+	                                        &st->stmt[id], NULL) != SQLITE_OK) {
 		db_fail(st, "cannot prepare a statement", err);
 		return NULL;
 	}
@@ -291,8 +290,9 @@ static int make_parents(const char *path, struct err *err)
 			continue;
 		*p = '\0';
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			err_set(err, ERR_CONFIG, "state database %s: cannot create directory %s: %s",
-				path, dir, strerror(errno));
+			err_set(err, ERR_CONFIG,
+			        "state database %s: cannot create directory %s: %s", path, dir,
+			        strerror(errno));
 			err_hint(err, "create it yourself, or use another file with --state");
 			ret = -1;
 			break;
@@ -328,7 +328,7 @@ static int prepare_file(const char *path, struct err *err)
 	if (!S_ISREG(sb.st_mode)) {
 		close(fd);
 		return config_fail(path, err, "state database %s is %s, not a regular file",
-				   S_ISDIR(sb.st_mode) ? "a directory" : "a special file");
+		                   S_ISDIR(sb.st_mode) ? "a directory" : "a special file");
 	}
 	if ((sb.st_mode & 077) && sb.st_uid == geteuid())
 		fchmod(fd, sb.st_mode & 0700);
@@ -380,9 +380,9 @@ static int query_int(struct state *st, const char *sql, int64_t *v_r)
 static int newer_schema(struct state *st, int64_t version, struct err *err)
 {
 	err_set(err, ERR_CONFIG,
-		"state database %s was written by a newer imapmig (schema %lld); this one"
-		" knows schema %d at most",
-		st->path, (long long)version, SCHEMA_VERSION);
+	        "state database %s was written by a newer imapmig (schema %lld); this one"
+	        " knows schema %d at most",
+	        st->path, (long long)version, SCHEMA_VERSION);
 	err_hint(err, "upgrade imapmig, or use another file with --state");
 	return -1;
 }
@@ -400,13 +400,13 @@ static int check_file(struct state *st, int64_t *version_r, struct err *err)
 		rc = query_int(st, "SELECT count(*) FROM sqlite_master", &tables);
 	if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT)
 		return config_fail(st->path, err, "state database %s is not a SQLite database (%s)",
-				   sqlite3_errmsg(st->db));
+		                   sqlite3_errmsg(st->db));
 	if (rc != SQLITE_OK)
 		return db_fail(st, "cannot read", err);
 	if (app_id != APPLICATION_ID && (app_id != 0 || *version_r != 0 || tables != 0))
 		return config_fail(st->path, err,
-				   "state database %s is a SQLite database of another program%s",
-				   app_id ? "" : " (it has no imapmig schema)");
+		                   "state database %s is a SQLite database of another program%s",
+		                   app_id ? "" : " (it has no imapmig schema)");
 	if (*version_r > SCHEMA_VERSION)
 		return newer_schema(st, *version_r, err);
 	return 0;
@@ -431,7 +431,7 @@ static int migrate(struct state *st, struct err *err)
 	for (; version < SCHEMA_VERSION; version++) {
 		if (sqlite3_exec(st->db, migrations[version], NULL, NULL, NULL) != SQLITE_OK) {
 			snprintf(sql, sizeof(sql), "cannot upgrade to schema %lld",
-				 (long long)version + 1);
+			         (long long)version + 1);
 			db_fail(st, sql, err);
 			goto fail;
 		}
@@ -472,7 +472,7 @@ static int setup(struct state *st, struct err *err)
 		return -1;
 	if (strcmp(mode, "wal") != 0) {
 		err_set(err, ERR_INTERNAL, "state database %s: cannot switch to WAL mode (got %s)",
-			st->path, mode);
+		        st->path, mode);
 		err_hint(err, "put it on a local file system with --state");
 		return -1;
 	}
@@ -509,7 +509,7 @@ struct state *state_open(const char *path, struct err *err)
 			db_fail(st, "cannot open", err);
 		else
 			err_set(err, ERR_INTERNAL, "state database %s: cannot open: %s", path,
-				sqlite3_errstr(rc));
+			        sqlite3_errstr(rc));
 		state_close(&st);
 		return NULL;
 	}
@@ -567,7 +567,9 @@ char *state_default_path(void)
 
 int state_begin(struct state *st, struct err *err)
 {
-	return run_simple(st, S_BEGIN, "cannot begin a transaction", err);
+	/* "cannot write": a person sees this when another process holds the
+	 * write lock past the busy timeout */
+	return run_simple(st, S_BEGIN, "cannot write", err);
 }
 
 /* On failure the transaction stays open (SQLite keeps it after a failed
@@ -586,8 +588,8 @@ void state_rollback(struct state *st)
 
 /* --- pairs and folders --- */
 
-int state_pair_get(struct state *st, const char *source_key, const char *target_key,
-		   int64_t *id_r, struct err *err)
+int state_pair_get(struct state *st, const char *source_key, const char *target_key, int64_t *id_r,
+                   struct err *err)
 {
 	sqlite3_stmt *s = stmt_get(st, S_PAIR_GET, err);
 	int rc;
@@ -607,16 +609,17 @@ int state_pair_get(struct state *st, const char *source_key, const char *target_
 }
 
 int state_folder_get(struct state *st, int64_t pair_id, const char *source_name,
-		     const char *target_name, struct state_folder *f_r, struct err *err)
+                     const char *target_name, struct state_folder *f_r, struct err *err)
 {
 	sqlite3_stmt *s;
 	int rc;
 
 	if (strlen(source_name) >= sizeof(f_r->source_name) ||
 	    strlen(target_name) >= sizeof(f_r->target_name)) {
-		err_set(err, ERR_FOLDER, "folder name too long for the state database"
-					 " (at most %zu bytes)",
-			sizeof(f_r->source_name) - 1);
+		err_set(err, ERR_FOLDER,
+		        "folder name too long for the state database"
+		        " (at most %zu bytes)",
+		        sizeof(f_r->source_name) - 1);
 		err_where(err, SIDE_NONE, NULL, NULL, source_name);
 		return -1;
 	}
@@ -647,16 +650,16 @@ int state_folder_get(struct state *st, int64_t pair_id, const char *source_name,
 /* The row-count check of UPDATEs by key: a missing row is the caller's bug,
  * and silently doing nothing would lose state. */
 static int check_changed(struct state *st, const char *what, int64_t id, uint32_t uid,
-			 struct err *err)
+                         struct err *err)
 {
 	if (sqlite3_changes(st->db) > 0)
 		return 0;
 	if (uid)
 		return err_set(err, ERR_INTERNAL,
-			       "state database %s: no message with source UID %u in folder %lld",
-			       st->path, uid, (long long)id);
+		               "state database %s: no message with source UID %u in folder %lld",
+		               st->path, uid, (long long)id);
 	return err_set(err, ERR_INTERNAL, "state database %s: no %s with id %lld", st->path, what,
-		       (long long)id);
+	               (long long)id);
 }
 
 int state_folder_update(struct state *st, const struct state_folder *f, struct err *err)
@@ -702,14 +705,13 @@ int state_folder_forget_messages(struct state *st, int64_t folder_id, struct err
 
 /* --- messages --- */
 
-int state_msg_put(struct state *st, int64_t folder_id, const struct state_msg *m,
-		  struct err *err)
+int state_msg_put(struct state *st, int64_t folder_id, const struct state_msg *m, struct err *err)
 {
 	sqlite3_stmt *s;
 
 	if (m->status != MSG_PENDING && m->status != MSG_DONE && m->status != MSG_SKIPPED)
 		return err_set(err, ERR_INTERNAL, "state database %s: bad message status %d",
-			       st->path, (int)m->status);
+		               st->path, (int)m->status);
 	s = stmt_get(st, S_MSG_PUT, err);
 	if (!s)
 		return -1;
@@ -724,8 +726,8 @@ int state_msg_put(struct state *st, int64_t folder_id, const struct state_msg *m
 	return stmt_run(st, s, "cannot write", err);
 }
 
-int state_msg_get(struct state *st, int64_t folder_id, uint32_t src_uid,
-		  struct state_msg *m_r, struct err *err)
+int state_msg_get(struct state *st, int64_t folder_id, uint32_t src_uid, struct state_msg *m_r,
+                  struct err *err)
 {
 	sqlite3_stmt *s = stmt_get(st, S_MSG_GET, err);
 	int rc;
@@ -752,7 +754,7 @@ int state_msg_get(struct state *st, int64_t folder_id, uint32_t src_uid,
 }
 
 int state_msg_done(struct state *st, int64_t folder_id, uint32_t src_uid, uint32_t tgt_uid,
-		   struct err *err)
+                   struct err *err)
 {
 	sqlite3_stmt *s = stmt_get(st, S_MSG_DONE, err);
 
@@ -766,8 +768,8 @@ int state_msg_done(struct state *st, int64_t folder_id, uint32_t src_uid, uint32
 	return check_changed(st, "message", folder_id, src_uid, err);
 }
 
-int state_msg_set_flags(struct state *st, int64_t folder_id, uint32_t src_uid,
-			const char *flags, struct err *err)
+int state_msg_set_flags(struct state *st, int64_t folder_id, uint32_t src_uid, const char *flags,
+                        struct err *err)
 {
 	sqlite3_stmt *s = stmt_get(st, S_MSG_FLAGS, err);
 
@@ -784,7 +786,7 @@ int state_msg_set_flags(struct state *st, int64_t folder_id, uint32_t src_uid,
 /* The walk has a statement of its own, so the other cached statements stay
  * free; only a nested walk is refused outright. */
 int state_msg_each(struct state *st, int64_t folder_id, uint32_t lo, uint32_t hi, int status,
-		   state_msg_fn *fn, void *ctx, struct err *err)
+                   state_msg_fn *fn, void *ctx, struct err *err)
 {
 	struct state_msg m;
 	sqlite3_stmt *s;
@@ -792,8 +794,8 @@ int state_msg_each(struct state *st, int64_t folder_id, uint32_t lo, uint32_t hi
 
 	if (st->in_each)
 		return err_set(err, ERR_INTERNAL,
-			       "state database %s: state_msg_each called from its own callback",
-			       st->path);
+		               "state database %s: state_msg_each called from its own callback",
+		               st->path);
 	s = stmt_get(st, S_MSG_EACH, err);
 	if (!s)
 		return -1;
@@ -816,8 +818,7 @@ int state_msg_each(struct state *st, int64_t folder_id, uint32_t lo, uint32_t hi
 	return ret;
 }
 
-int state_msg_counts(struct state *st, int64_t folder_id, struct state_counts *c_r,
-		     struct err *err)
+int state_msg_counts(struct state *st, int64_t folder_id, struct state_counts *c_r, struct err *err)
 {
 	sqlite3_stmt *s = stmt_get(st, S_MSG_COUNTS, err);
 	int rc;
@@ -862,15 +863,16 @@ int state_tfp_clear(struct state *st, int64_t folder_id, struct err *err)
 }
 
 int state_tfp_add(struct state *st, int64_t folder_id, const char *fp, uint32_t tgt_uid,
-		  struct err *err)
+                  struct err *err)
 {
 	sqlite3_stmt *s;
 
 	/* claim reports a UID; 0 would read as "unknown" */
 	if (tgt_uid == 0)
-		return err_set(err, ERR_INTERNAL, "state database %s: target UID 0 in the"
-						  " fingerprint list",
-			       st->path);
+		return err_set(err, ERR_INTERNAL,
+		               "state database %s: target UID 0 in the"
+		               " fingerprint list",
+		               st->path);
 	s = stmt_get(st, S_TFP_ADD, err);
 	if (!s)
 		return -1;
@@ -886,7 +888,7 @@ int state_tfp_claim_done(struct state *st, int64_t folder_id, struct err *err)
 }
 
 int state_tfp_claim(struct state *st, int64_t folder_id, const char *fp, uint32_t *tgt_uid_r,
-		    struct err *err)
+                    struct err *err)
 {
 	sqlite3_stmt *s = stmt_get(st, S_TFP_CLAIM, err);
 	int rc, found = 0;

@@ -70,12 +70,15 @@ static mode_t mode_of(const char *path)
 	return sb.st_mode & 07777;
 }
 
-static void put(struct fixture *fx, int64_t folder, uint32_t uid, const char *fp,
-		uint64_t size, enum state_msg_status status, const char *flags)
+static void put(struct fixture *fx, int64_t folder, uint32_t uid, const char *fp, uint64_t size,
+                enum state_msg_status status, const char *flags)
 {
 	struct state_msg m = {
-		.src_uid = uid, .size = size, .status = status, .flags = flags,
-		.reason = status == MSG_SKIPPED ? "too big" : "",
+	    .src_uid = uid,
+	    .size = size,
+	    .status = status,
+	    .flags = flags,
+	    .reason = status == MSG_SKIPPED ? "too big" : "",
 	};
 
 	snprintf(m.fp, sizeof(m.fp), "%s", fp);
@@ -88,7 +91,7 @@ static int64_t make_folder(struct fixture *fx, const char *name)
 	int64_t pair;
 
 	assert_int_equal(state_pair_get(fx->st, "imaps://a@src", "imaps://a@tgt", &pair, &fx->err),
-			 0);
+	                 0);
 	assert_int_equal(state_folder_get(fx->st, pair, name, name, &f, &fx->err), 0);
 	return f.id;
 }
@@ -171,9 +174,9 @@ static void test_open_newer_schema(void **state)
 	assert_null(state_open(fx->path, &fx->err));
 	assert_int_equal(fx->err.kind, ERR_CONFIG);
 	snprintf(expect, sizeof(expect),
-		 "state database %s was written by a newer imapmig (schema 99); this one knows"
-		 " schema 1 at most",
-		 fx->path);
+	         "state database %s was written by a newer imapmig (schema 99); this one knows"
+	         " schema 1 at most",
+	         fx->path);
 	assert_string_equal(fx->err.what, expect);
 	assert_non_null(strstr(fx->err.hint, "--state"));
 }
@@ -195,7 +198,7 @@ static void test_open_not_sqlite(void **state)
 	assert_null(state_open(fx->path, &fx->err));
 	assert_int_equal(fx->err.kind, ERR_CONFIG);
 	snprintf(expect, sizeof(expect),
-		 "state database %s is not a SQLite database (file is not a database)", fx->path);
+	         "state database %s is not a SQLite database (file is not a database)", fx->path);
 	assert_string_equal(fx->err.what, expect);
 	assert_string_equal(fx->err.hint, "move the file away, or use another file with --state");
 }
@@ -223,7 +226,7 @@ static void test_open_directory(void **state)
 	assert_null(state_open(fx->dir, &fx->err));
 	assert_int_equal(fx->err.kind, ERR_CONFIG);
 	snprintf(expect, sizeof(expect), "state database %s is a directory, not a regular file",
-		 fx->dir);
+	         fx->dir);
 	assert_string_equal(fx->err.what, expect);
 }
 
@@ -467,14 +470,14 @@ static void test_msg_each_counts(void **state)
 
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(state_msg_each(fx->st, folder, 25, 0, MSG_DONE, collect_fn, &c, &fx->err),
-			 0);
+	                 0);
 	uint32_t done[] = {30, 40};
 	assert_int_equal(c.n, 2);
 	assert_memory_equal(c.uids, done, sizeof(done));
 
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(state_msg_each(fx->st, folder, 0, 0, MSG_PENDING, collect_fn, &c, &fx->err),
-			 0);
+	assert_int_equal(
+	    state_msg_each(fx->st, folder, 0, 0, MSG_PENDING, collect_fn, &c, &fx->err), 0);
 	assert_int_equal(c.n, 1);
 	assert_int_equal(c.uids[0], 20);
 
@@ -593,7 +596,7 @@ static void test_transactions(void **state)
 	assert_int_equal(state_begin(fx->st, &fx->err), 0);
 	assert_int_equal(state_begin(fx->st, &fx->err), -1);
 	assert_int_equal(fx->err.kind, ERR_INTERNAL);
-	assert_non_null(strstr(fx->err.what, "cannot begin a transaction"));
+	assert_non_null(strstr(fx->err.what, "cannot write: cannot start a transaction within"));
 	state_rollback(fx->st);
 	assert_int_equal(state_commit(fx->st, &fx->err), -1);
 }
@@ -615,6 +618,29 @@ static void test_two_handles(void **state)
 	assert_int_equal(state_msg_get(st2, folder, 1, &m, &fx->err), 0);
 	assert_int_equal(state_commit(fx->st, &fx->err), 0);
 	assert_int_equal(state_msg_get(st2, folder, 1, &m, &fx->err), 1);
+	state_close(&st2);
+}
+
+/* Another handle holds the write lock past the busy timeout (10 s: this
+ * test is slow on purpose) and the person sees which file and why. */
+static void test_locked(void **state)
+{
+	struct fixture *fx = *state;
+	struct state *st2;
+	char expect[512];
+
+	fx->st = open_ok(fx);
+	st2 = open_ok(fx);
+	assert_int_equal(state_begin(st2, &fx->err), 0);
+	assert_int_equal(state_begin(fx->st, &fx->err), -1);
+	assert_int_equal(fx->err.kind, ERR_INTERNAL);
+	snprintf(expect, sizeof(expect), "state database %s: cannot write: database is locked",
+	         fx->path);
+	assert_string_equal(fx->err.what, expect);
+	assert_non_null(strstr(fx->err.hint, "another imapmig"));
+	state_rollback(st2);
+	assert_int_equal(state_begin(fx->st, &fx->err), 0);
+	state_rollback(fx->st);
 	state_close(&st2);
 }
 
@@ -642,23 +668,24 @@ static void test_bulk(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_creates_private, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wal_files_private, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_newer_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_not_sqlite, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_foreign_sqlite, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_directory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_unwritable_dir, setup, teardown),
-		cmocka_unit_test(test_default_path),
-		cmocka_unit_test_setup_teardown(test_pair_get, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_folder, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_folder_name_too_long, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_msg_put_get, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_msg_each_counts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tfp, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_creates_private, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wal_files_private, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_newer_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_not_sqlite, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_foreign_sqlite, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_directory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_unwritable_dir, setup, teardown),
+	    cmocka_unit_test(test_default_path),
+	    cmocka_unit_test_setup_teardown(test_pair_get, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_folder, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_folder_name_too_long, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_msg_put_get, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_msg_each_counts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tfp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
