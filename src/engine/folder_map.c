@@ -38,23 +38,23 @@ static const struct {
 	const char *name;
 	unsigned attr;
 } attr_names[] = {
-	{ "\\Noselect", FA_NOSELECT },
-	{ "\\NonExistent", FA_NONEXISTENT },
-	{ "\\Noinferiors", FA_NOINFERIORS },
-	{ "\\Subscribed", FA_SUBSCRIBED },
-	{ "\\Sent", FA_SENT },
-	{ "\\Drafts", FA_DRAFTS },
-	{ "\\Trash", FA_TRASH },
-	{ "\\Junk", FA_JUNK },
-	{ "\\Archive", FA_ARCHIVE },
-	{ "\\All", FA_ALL },
-	{ "\\Flagged", FA_FLAGGED },
-	{ "\\HasChildren", FA_HASCHILDREN },
-	{ "\\HasNoChildren", FA_HASNOCHILDREN },
-	/* Gmail's XLIST names, still sent by some servers in LIST */
-	{ "\\Spam", FA_JUNK },
-	{ "\\AllMail", FA_ALL },
-	{ "\\Starred", FA_FLAGGED },
+    {"\\Noselect", FA_NOSELECT},
+    {"\\NonExistent", FA_NONEXISTENT},
+    {"\\Noinferiors", FA_NOINFERIORS},
+    {"\\Subscribed", FA_SUBSCRIBED},
+    {"\\Sent", FA_SENT},
+    {"\\Drafts", FA_DRAFTS},
+    {"\\Trash", FA_TRASH},
+    {"\\Junk", FA_JUNK},
+    {"\\Archive", FA_ARCHIVE},
+    {"\\All", FA_ALL},
+    {"\\Flagged", FA_FLAGGED},
+    {"\\HasChildren", FA_HASCHILDREN},
+    {"\\HasNoChildren", FA_HASNOCHILDREN},
+    /* Gmail's XLIST names, still sent by some servers in LIST */
+    {"\\Spam", FA_JUNK},
+    {"\\AllMail", FA_ALL},
+    {"\\Starred", FA_FLAGGED},
 };
 
 unsigned folder_attr_from_name(const char *name)
@@ -75,11 +75,11 @@ static const struct {
 	const char *label;
 	const char *names[5];
 } special_uses[] = {
-	{ FA_SENT, "\\Sent", { "Sent", "Sent Messages", "Sent Items", NULL } },
-	{ FA_DRAFTS, "\\Drafts", { "Drafts", NULL } },
-	{ FA_TRASH, "\\Trash", { "Trash", "Deleted Messages", "Deleted Items", NULL } },
-	{ FA_JUNK, "\\Junk", { "Junk", "Spam", "Junk Email", "Junk E-mail", NULL } },
-	{ FA_ARCHIVE, "\\Archive", { "Archive", "Archives", NULL } },
+    {FA_SENT, "\\Sent", {"Sent", "Sent Messages", "Sent Items", NULL}},
+    {FA_DRAFTS, "\\Drafts", {"Drafts", NULL}},
+    {FA_TRASH, "\\Trash", {"Trash", "Deleted Messages", "Deleted Items", NULL}},
+    {FA_JUNK, "\\Junk", {"Junk", "Spam", "Junk Email", "Junk E-mail", NULL}},
+    {FA_ARCHIVE, "\\Archive", {"Archive", "Archives", NULL}},
 };
 #define N_SPECIAL (sizeof(special_uses) / sizeof(special_uses[0]))
 
@@ -215,9 +215,9 @@ void folder_list_release(struct folder_list *l)
 /* ---- rules ------------------------------------------------------------- */
 
 struct rename {
-	const char *text;  /* the rule as given, for notes */
-	char *src;         /* match name, INBOX written "INBOX" */
-	char **dst;        /* DST levels, INBOX written "INBOX"; own the strings */
+	const char *text; /* the rule as given, for notes */
+	char *src;        /* match name, INBOX written "INBOX" */
+	char **dst;       /* DST levels, INBOX written "INBOX"; own the strings */
 	size_t n_dst;
 };
 
@@ -302,16 +302,16 @@ static void release_rename(struct rename *r)
 
 struct view {
 	const struct folder_info *fi;
-	size_t index;       /* in the source list: ties sort stably */
-	char delim;         /* the source's, for sorting */
-	bool inbox;         /* INBOX itself */
-	char **levels;      /* prefix taken off, INBOX written "INBOX" */
+	size_t index;  /* in the source list: ties sort stably */
+	char delim;    /* the source's, for sorting */
+	bool inbox;    /* INBOX itself */
+	char **levels; /* prefix taken off, INBOX written "INBOX" */
 	size_t n_levels;
-	char *match;        /* levels joined by '/' */
-	size_t *ends;       /* ends[i]: length of match up to level i */
+	char *match;  /* levels joined by '/' */
+	size_t *ends; /* ends[i]: length of match up to level i */
 	const struct rename *rename;
 	size_t rename_depth; /* levels of the source the rename's SRC covers */
-	unsigned special;   /* the special-use attribute this folder claims */
+	unsigned special;    /* the special-use attribute this folder claims */
 	bool special_by_name;
 	const struct view *special_parent; /* nearest claiming ancestor */
 	char *target;
@@ -320,7 +320,7 @@ struct view {
 };
 
 static void view_init(struct view *v, const struct folder_info *fi, size_t index,
-		      const struct folder_list *src, const char *prefix)
+                      const struct folder_list *src, const char *prefix)
 {
 	const char *name = fi->name;
 	const char *p;
@@ -400,7 +400,7 @@ static int view_cmp(const void *pa, const void *pb)
 struct ctx {
 	const struct folder_list *src, *dst;
 	char *dst_prefix;
-	char repl;             /* replaces the target delimiter inside a level */
+	char repl; /* replaces the target delimiter inside a level */
 	bool source_marks_special;
 	const struct folder_info *dst_special[N_SPECIAL];
 };
@@ -409,7 +409,7 @@ struct ctx {
  * with no head, under the target prefix (but INBOX is never prefixed).
  * Notes what had to change.  Caller frees. */
 static char *build_name(const struct ctx *c, const char *head, char *const *levels, size_t n,
-			char **note)
+                        char **note)
 {
 	char tdelim = c->dst->delim;
 	char sep = tdelim ? tdelim : c->repl;
@@ -444,8 +444,10 @@ static char *build_name(const struct ctx *c, const char *head, char *const *leve
 	}
 	*q = '\0';
 	if (replaced && note)
-		note_add(note, "'%c' in folder name replaced by '%c' (the target uses '%c' between levels)",
-			 tdelim, c->repl, tdelim);
+		note_add(
+		    note,
+		    "'%c' in folder name replaced by '%c' (the target uses '%c' between levels)",
+		    tdelim, c->repl, tdelim);
 	if (!tdelim && joined && note)
 		note_add(note, "the target has no hierarchy: levels joined with '%c'", c->repl);
 	return out;
@@ -514,7 +516,7 @@ static size_t special_slot(unsigned attr)
  * conflict whose mail would not be copied. */
 static void claim_special(const struct ctx *c, struct view *views, size_t n)
 {
-	const struct view *claimed[N_SPECIAL] = { 0 };
+	const struct view *claimed[N_SPECIAL] = {0};
 
 	for (size_t i = 0; i < n; i++) {
 		struct view *v = &views[i];
@@ -533,8 +535,10 @@ static void claim_special(const struct ctx *c, struct view *views, size_t n)
 				continue;
 			if (claimed[s]) {
 				note_add(&v->note,
-					 "also %s, but '%s' already goes to the target's %s folder: keeps its name",
-					 special_uses[s].label, claimed[s]->fi->name, special_uses[s].label);
+				         "also %s, but '%s' already goes to the target's %s "
+				         "folder: keeps its name",
+				         special_uses[s].label, claimed[s]->fi->name,
+				         special_uses[s].label);
 				continue;
 			}
 			claimed[s] = v;
@@ -570,8 +574,10 @@ static void map_one(const struct ctx *c, struct view *v)
 	if (v->inbox) {
 		v->target = xstrdup("INBOX");
 		if (v->rename)
-			note_add(&v->note, "--folder-map '%s' does not move INBOX itself: INBOX always goes to INBOX",
-				 v->rename->text);
+			note_add(&v->note,
+			         "--folder-map '%s' does not move INBOX itself: INBOX always goes "
+			         "to INBOX",
+			         v->rename->text);
 		return;
 	}
 	if (v->rename) {
@@ -597,21 +603,24 @@ static void map_one(const struct ctx *c, struct view *v)
 		if (strcmp(v->target, plain) != 0) {
 			if (v->special_by_name)
 				note_add(&v->note,
-					 "taken as %s by its name (the source marks no special-use folders): goes to the target's %s folder '%s'",
-					 special_label(v->special), special_label(v->special), t->name);
+				         "taken as %s by its name (the source marks no special-use "
+				         "folders): goes to the target's %s folder '%s'",
+				         special_label(v->special), special_label(v->special),
+				         t->name);
 			else
 				note_add(&v->note, "%s folder: goes to the target's %s folder '%s'",
-					 special_label(v->special), special_label(v->special), t->name);
+				         special_label(v->special), special_label(v->special),
+				         t->name);
 		}
 	} else if (v->special_parent) {
 		const struct view *p = v->special_parent;
 		const struct folder_info *t = c->dst_special[special_slot(p->special)];
 
 		v->target = build_name(c, t->name, v->levels + p->n_levels,
-				       v->n_levels - p->n_levels, &v->note);
+		                       v->n_levels - p->n_levels, &v->note);
 		if (strcmp(v->target, plain) != 0)
 			note_add(&v->note, "inside %s folder '%s', which goes to '%s'",
-				 special_label(p->special), p->fi->name, t->name);
+			         special_label(p->special), p->fi->name, t->name);
 	} else {
 		v->target = build_name(c, NULL, v->levels, v->n_levels, &v->note);
 	}
@@ -632,8 +641,9 @@ static void find_conflicts(const struct ctx *c, struct view *views, size_t n)
 
 			if (w->action != FP_COPY || !name_eq(w->target, v->target, c->dst->delim))
 				continue;
-			note = xasprintf("conflict: '%s' and '%s' would both become '%s' on the target; only '%s' is copied",
-					 w->fi->name, v->fi->name, v->target, w->fi->name);
+			note = xasprintf("conflict: '%s' and '%s' would both become '%s' on the "
+			                 "target; only '%s' is copied",
+			                 w->fi->name, v->fi->name, v->target, w->fi->name);
 			if (v->note)
 				note_add(&note, "%s", v->note);
 			free(v->note);
@@ -645,13 +655,12 @@ static void find_conflicts(const struct ctx *c, struct view *views, size_t n)
 }
 
 int folder_plan_build(const struct folder_list *source, const struct folder_list *target,
-		      const struct folder_rules *rules, struct folder_plan *plan_r,
-		      struct err *err)
+                      const struct folder_rules *rules, struct folder_plan *plan_r, struct err *err)
 {
 	static const struct folder_rules no_rules;
 	struct rename *renames = NULL;
 	struct view *views = NULL;
-	struct ctx c = { 0 };
+	struct ctx c = {0};
 	char *src_prefix;
 	size_t n = source->count, i;
 

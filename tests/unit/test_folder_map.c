@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -56,11 +57,11 @@ static void assert_note_has(const struct folder_plan *p, const char *src, const 
 	assert_non_null(e->note);
 	if (!strstr(e->note, part))
 		fail_msg("note for '%s' is \"%s\", wanted it to contain \"%s\"", src, e->note,
-			 part);
+		         part);
 }
 
 static void build_ok(const struct folder_list *s, const struct folder_list *t,
-		     const struct folder_rules *r, struct folder_plan *p)
+                     const struct folder_rules *r, struct folder_plan *p)
 {
 	struct err e;
 
@@ -224,10 +225,9 @@ static void test_japanese_and_deep(void **state)
 	folder_plan_release(&p);
 
 	/* globs and renames see '/' between levels, in UTF-8 */
-	const char *inc[] = { "日本語/*" };
-	const char *ren[] = { "日本語/報告=Reports/日本" };
-	struct folder_rules r = { .include = inc, .n_include = 1, .renames = ren,
-				  .n_renames = 1 };
+	const char *inc[] = {"日本語/*"};
+	const char *ren[] = {"日本語/報告=Reports/日本"};
+	struct folder_rules r = {.include = inc, .n_include = 1, .renames = ren, .n_renames = 1};
 	build_ok(&s, &t, &r, &p);
 	assert_int_equal(entry(&p, "日本語")->action, FP_SKIP_EXCLUDED);
 	assert_copy(&p, "日本語.報告", "Reports/日本");
@@ -251,16 +251,16 @@ static void test_delimiter_in_name(void **state)
 	build_ok(&s, &t, NULL, &p);
 	assert_copy(&p, "a/b", "a_b");
 	assert_note(&p, "a/b",
-		    "'/' in folder name replaced by '_' (the target uses '/' between levels)");
+	            "'/' in folder name replaced by '_' (the target uses '/' between levels)");
 	assert_copy(&p, "x.c/d/e", "x/c_d_e");
 	folder_plan_release(&p);
 
 	/* a chosen replacement */
-	struct folder_rules r = { .delim_replacement = '-' };
+	struct folder_rules r = {.delim_replacement = '-'};
 	build_ok(&s, &t, &r, &p);
 	assert_copy(&p, "a/b", "a-b");
 	assert_note(&p, "a/b",
-		    "'/' in folder name replaced by '-' (the target uses '/' between levels)");
+	            "'/' in folder name replaced by '-' (the target uses '/' between levels)");
 	folder_plan_release(&p);
 	folder_list_release(&s);
 	folder_list_release(&t);
@@ -273,7 +273,7 @@ static void test_delimiter_in_name(void **state)
 	build_ok(&s, &t, NULL, &p);
 	assert_copy(&p, "Releases/v1.2", "Releases.v1_2");
 	assert_note(&p, "Releases/v1.2",
-		    "'.' in folder name replaced by '_' (the target uses '.' between levels)");
+	            "'.' in folder name replaced by '_' (the target uses '.' between levels)");
 	assert_null(entry(&p, "Releases")->note);
 	folder_plan_release(&p);
 	folder_list_release(&s);
@@ -303,8 +303,8 @@ static void test_inbox_case_and_children(void **state)
 	folder_plan_release(&p);
 
 	/* globs see INBOX as "INBOX" */
-	const char *exc[] = { "INBOX/*" };
-	struct folder_rules r = { .exclude = exc, .n_exclude = 1 };
+	const char *exc[] = {"INBOX/*"};
+	struct folder_rules r = {.exclude = exc, .n_exclude = 1};
 	build_ok(&s, &t, &r, &p);
 	assert_int_equal(entry(&p, "inbox/Sub")->action, FP_SKIP_EXCLUDED);
 	assert_null(entry(&p, "inbox/Sub")->target_name);
@@ -331,8 +331,8 @@ static void test_inbox_prefixed_source(void **state)
 	folder_list_add(&s, "INBOX.Trash", 0); /* no \Trash, and others are marked */
 	exchange_target(&t);
 
-	const char *exc[] = { "a/b" };
-	struct folder_rules r = { .exclude = exc, .n_exclude = 1 };
+	const char *exc[] = {"a/b"};
+	struct folder_rules r = {.exclude = exc, .n_exclude = 1};
 	build_ok(&s, &t, &r, &p);
 	assert_string_equal(p.items[0].source_name, "INBOX");
 	assert_copy(&p, "INBOX", "INBOX");
@@ -380,7 +380,7 @@ static void test_special_use_by_attribute(void **state)
 	folder_list_add(&s, "Gesendet", FA_SENT);
 	folder_list_add(&s, "Papierkorb", FA_TRASH | FA_HASCHILDREN);
 	folder_list_add(&s, "Papierkorb.Alt", 0);
-	folder_list_add(&s, "Sent", 0);             /* not special here */
+	folder_list_add(&s, "Sent", 0);                /* not special here */
 	folder_list_add(&s, "Sent Messages", FA_SENT); /* a second \Sent */
 	folder_list_add(&s, "Aufbewahren", FA_ARCHIVE);
 	folder_list_init(&t, '/', "");
@@ -398,7 +398,8 @@ static void test_special_use_by_attribute(void **state)
 	assert_null(entry(&p, "Sent")->note);
 	assert_copy(&p, "Sent Messages", "Sent Messages");
 	assert_note(&p, "Sent Messages",
-		    "also \\Sent, but 'Gesendet' already goes to the target's \\Sent folder: keeps its name");
+	            "also \\Sent, but 'Gesendet' already goes to the target's \\Sent folder: keeps "
+	            "its name");
 	assert_copy(&p, "Aufbewahren", "Aufbewahren");
 	assert_null(entry(&p, "Aufbewahren")->note);
 	folder_plan_release(&p);
@@ -446,7 +447,8 @@ static void test_special_use_by_name(void **state)
 	build_ok(&s, &t, NULL, &p);
 	assert_copy(&p, "Sent", "Sent Items");
 	assert_note(&p, "Sent",
-		    "taken as \\Sent by its name (the source marks no special-use folders): goes to the target's \\Sent folder 'Sent Items'");
+	            "taken as \\Sent by its name (the source marks no special-use folders): goes "
+	            "to the target's \\Sent folder 'Sent Items'");
 	assert_copy(&p, "Sent.2019", "Sent Items/2019");
 	assert_copy(&p, "Sent Messages", "Sent Messages");
 	assert_note_has(&p, "Sent Messages", "'Sent' already goes to the target's \\Sent folder");
@@ -500,8 +502,8 @@ static void test_include_exclude(void **state)
 	exchange_target(&t);
 
 	/* '*' crosses levels */
-	const char *exc[] = { "Lists/linux*" };
-	struct folder_rules r = { .exclude = exc, .n_exclude = 1 };
+	const char *exc[] = {"Lists/linux*"};
+	struct folder_rules r = {.exclude = exc, .n_exclude = 1};
 	build_ok(&s, &t, &r, &p);
 	assert_int_equal(entry(&p, "Lists.linux")->action, FP_SKIP_EXCLUDED);
 	assert_int_equal(entry(&p, "Lists.linux.kernel")->action, FP_SKIP_EXCLUDED);
@@ -510,10 +512,9 @@ static void test_include_exclude(void **state)
 	assert_copy(&p, "Lists", "Lists");
 	folder_plan_release(&p);
 
-	const char *inc[] = { "INBOX", "Lists*" };
-	const char *exc2[] = { "*/bsd" };
-	struct folder_rules r2 = { .include = inc, .n_include = 2, .exclude = exc2,
-				   .n_exclude = 1 };
+	const char *inc[] = {"INBOX", "Lists*"};
+	const char *exc2[] = {"*/bsd"};
+	struct folder_rules r2 = {.include = inc, .n_include = 2, .exclude = exc2, .n_exclude = 1};
 	build_ok(&s, &t, &r2, &p);
 	assert_copy(&p, "INBOX", "INBOX");
 	assert_copy(&p, "Lists", "Lists");
@@ -546,8 +547,8 @@ static void test_folder_map(void **state)
 	exchange_target(&t);
 	folder_list_add(&t, "X/Y", 0);
 
-	const char *ren[] = { "A/B=X/Y", "A/B/D=Z", "Sent/2018=Old/Sent 2018", "INBOX=Old Inbox" };
-	struct folder_rules r = { .renames = ren, .n_renames = 4 };
+	const char *ren[] = {"A/B=X/Y", "A/B/D=Z", "Sent/2018=Old/Sent 2018", "INBOX=Old Inbox"};
+	struct folder_rules r = {.renames = ren, .n_renames = 4};
 	build_ok(&s, &t, &r, &p);
 	assert_copy(&p, "A", "A");
 	assert_null(entry(&p, "A")->note);
@@ -556,25 +557,27 @@ static void test_folder_map(void **state)
 	assert_note(&p, "A.B", "renamed by --folder-map 'A/B=X/Y'");
 	assert_copy(&p, "A.B.C", "X/Y/C");
 	assert_note(&p, "A.B.C", "renamed by --folder-map 'A/B=X/Y'");
-	assert_copy(&p, "A.B.D", "Z"); /* the longer SRC wins */
+	assert_copy(&p, "A.B.D", "Z");   /* the longer SRC wins */
 	assert_copy(&p, "A.BB", "A/BB"); /* "A/B" is not a parent of "A/BB" */
 	assert_copy(&p, "Sent", "Sent Items");
 	assert_copy(&p, "Sent.2018", "Old/Sent 2018"); /* rename beats special-use */
 	assert_copy(&p, "INBOX", "INBOX");
 	assert_note(&p, "INBOX",
-		    "--folder-map 'INBOX=Old Inbox' does not move INBOX itself: INBOX always goes to INBOX");
+	            "--folder-map 'INBOX=Old Inbox' does not move INBOX itself: INBOX always goes "
+	            "to INBOX");
 	assert_copy(&p, "INBOX.x", "Old Inbox/x");
 	folder_plan_release(&p);
 	folder_list_release(&t);
 
 	/* DST in '/' is converted to a '.' target; a '.' in it is not a level */
 	folder_list_init(&t, '.', "INBOX.");
-	const char *ren2[] = { "A=Projects/v1.0" };
-	struct folder_rules r2 = { .renames = ren2, .n_renames = 1 };
+	const char *ren2[] = {"A=Projects/v1.0"};
+	struct folder_rules r2 = {.renames = ren2, .n_renames = 1};
 	build_ok(&s, &t, &r2, &p);
 	assert_copy(&p, "A.B.C", "INBOX.Projects.v1_0.B.C");
 	assert_note(&p, "A.B.C",
-		    "renamed by --folder-map 'A=Projects/v1.0'; '.' in folder name replaced by '_' (the target uses '.' between levels)");
+	            "renamed by --folder-map 'A=Projects/v1.0'; '.' in folder name replaced by '_' "
+	            "(the target uses '.' between levels)");
 	folder_plan_release(&p);
 	folder_list_release(&t);
 	folder_list_release(&s);
@@ -583,10 +586,10 @@ static void test_folder_map(void **state)
 static void expect_bad_rename(const char *rule, const char *what)
 {
 	struct folder_list s, t;
-	struct folder_plan p = { (void *)&p, 99 };
+	struct folder_plan p = {(void *)&p, 99};
 	struct err e;
-	const char *ren[] = { "Good=Fine", rule };
-	struct folder_rules r = { .renames = ren, .n_renames = 2 };
+	const char *ren[] = {"Good=Fine", rule};
+	struct folder_rules r = {.renames = ren, .n_renames = 2};
 
 	folder_list_init(&s, '.', "");
 	folder_list_add(&s, "INBOX", 0);
@@ -630,20 +633,22 @@ static void test_conflicts(void **state)
 	folder_list_add(&s, "New", 0);
 	exchange_target(&t);
 
-	const char *ren[] = { "Old=New" };
-	struct folder_rules r = { .renames = ren, .n_renames = 1 };
+	const char *ren[] = {"Old=New"};
+	struct folder_rules r = {.renames = ren, .n_renames = 1};
 	build_ok(&s, &t, &r, &p);
 	assert_copy(&p, "Sent", "Sent Items");
 	assert_int_equal(entry(&p, "Sent Items")->action, FP_CONFLICT);
 	assert_null(entry(&p, "Sent Items")->target_name);
 	assert_note(&p, "Sent Items",
-		    "conflict: 'Sent' and 'Sent Items' would both become 'Sent Items' on the target; only 'Sent' is copied");
+	            "conflict: 'Sent' and 'Sent Items' would both become 'Sent Items' on the "
+	            "target; only 'Sent' is copied");
 	assert_copy(&p, "a/b", "a_b");
 	assert_int_equal(entry(&p, "a_b")->action, FP_CONFLICT);
 	assert_copy(&p, "New", "New");
 	assert_int_equal(entry(&p, "Old")->action, FP_CONFLICT);
 	assert_note(&p, "Old",
-		    "conflict: 'New' and 'Old' would both become 'New' on the target; only 'New' is copied; renamed by --folder-map 'Old=New'");
+	            "conflict: 'New' and 'Old' would both become 'New' on the target; only 'New' "
+	            "is copied; renamed by --folder-map 'Old=New'");
 	folder_plan_release(&p);
 	folder_list_release(&s);
 	folder_list_release(&t);
@@ -656,10 +661,9 @@ static void test_conflicts(void **state)
 	folder_list_add(&s, "x", 0);
 	folder_list_add(&s, "y", 0);
 	exchange_target(&t);
-	const char *ren2[] = { "Mail/Inbox=inbox", "x=z", "y=z" };
-	const char *exc[] = { "x" };
-	struct folder_rules r2 = { .renames = ren2, .n_renames = 3, .exclude = exc,
-				   .n_exclude = 1 };
+	const char *ren2[] = {"Mail/Inbox=inbox", "x=z", "y=z"};
+	const char *exc[] = {"x"};
+	struct folder_rules r2 = {.renames = ren2, .n_renames = 3, .exclude = exc, .n_exclude = 1};
 	build_ok(&s, &t, &r2, &p);
 	assert_copy(&p, "INBOX", "INBOX");
 	assert_int_equal(entry(&p, "Mail/Inbox")->action, FP_CONFLICT);
@@ -687,8 +691,8 @@ static void test_nonexistent_and_noselect(void **state)
 	folder_list_add(&t, "INBOX", 0);
 	folder_list_add(&t, "Container", FA_NONEXISTENT); /* subscribed only */
 
-	const char *exc[] = { "Gone" };
-	struct folder_rules r = { .exclude = exc, .n_exclude = 1 };
+	const char *exc[] = {"Gone"};
+	struct folder_rules r = {.exclude = exc, .n_exclude = 1};
 	build_ok(&s, &t, &r, &p);
 	/* \NonExistent goes first, before the globs */
 	assert_int_equal(entry(&p, "Gone")->action, FP_SKIP_NONEXISTENT);
@@ -744,7 +748,8 @@ static void test_flat(void **state)
 	folder_list_init(&t, '.', "");
 	build_ok(&s, &t, NULL, &p);
 	assert_copy(&p, "a.b", "a_b");
-	assert_note(&p, "a.b", "'.' in folder name replaced by '_' (the target uses '.' between levels)");
+	assert_note(&p, "a.b",
+	            "'.' in folder name replaced by '_' (the target uses '.' between levels)");
 	assert_copy(&p, "c/d", "c/d");
 	folder_plan_release(&p);
 	folder_list_release(&s);
@@ -766,25 +771,105 @@ static void test_empty(void **state)
 	folder_list_release(&t);
 }
 
+/* Random lists of awkward names: no crash, no leak, and the plan's
+ * promises hold (no two copies land on one name, INBOX first, parents
+ * before children). */
+static unsigned next_rand(unsigned *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return (*seed >> 16) & 0x7fff;
+}
+
+static bool same_target(const char *a, const char *b)
+{
+	if (strncasecmp(a, "INBOX", 5) == 0 && strncasecmp(b, "INBOX", 5) == 0)
+		return strcmp(a + 5, b + 5) == 0;
+	return strcmp(a, b) == 0;
+}
+
+static void test_random_names(void **state)
+{
+	static const char alphabet[] = "ab./_ INBOXinbox";
+	static const char delims[] = {'.', '/', '\0'};
+	static const char *prefixes[] = {"", "INBOX.", "INBOX/"};
+	const char *inc[] = {"*"};
+	const char *exc[] = {"a*b"};
+	const char *ren[] = {"a=b/a", "INBOX/a=x"};
+	unsigned seed = 1;
+
+	(void)state;
+	for (int round = 0; round < 3000; round++) {
+		struct folder_list s, t;
+		struct folder_plan p;
+		struct folder_rules r = {0};
+		char sd = delims[next_rand(&seed) % 3], td = delims[next_rand(&seed) % 3];
+
+		folder_list_init(&s, sd, prefixes[next_rand(&seed) % 3]);
+		folder_list_init(&t, td, prefixes[next_rand(&seed) % 3]);
+		for (unsigned n = next_rand(&seed) % 12; n; n--) {
+			char name[8];
+			unsigned len = next_rand(&seed) % (sizeof(name) - 1);
+
+			for (unsigned i = 0; i < len; i++)
+				name[i] = alphabet[next_rand(&seed) % (sizeof(alphabet) - 1)];
+			name[len] = '\0';
+			folder_list_add(&s, name, 1u << (next_rand(&seed) % 13));
+			if (next_rand(&seed) % 2)
+				folder_list_add(&t, name, 1u << (next_rand(&seed) % 13));
+		}
+		if (next_rand(&seed) % 2) {
+			r.include = inc, r.n_include = 1;
+			r.exclude = exc, r.n_exclude = 1;
+			r.renames = ren, r.n_renames = 2;
+		}
+		build_ok(&s, &t, &r, &p);
+		assert_int_equal(p.count, s.count);
+		for (size_t i = 0; i < p.count; i++) {
+			const struct folder_plan_entry *e = &p.items[i];
+
+			assert_true((e->target_name != NULL) == (e->action == FP_COPY));
+			if (i && strcasecmp(e->source_name, "INBOX") == 0)
+				fail_msg("INBOX not first");
+			for (size_t j = 0; j < i && e->action == FP_COPY; j++)
+				if (p.items[j].action == FP_COPY)
+					assert_false(
+					    same_target(p.items[j].target_name, e->target_name));
+			/* a parent listed after its child? */
+			for (size_t j = i + 1; sd && j < p.count; j++) {
+				size_t l = strlen(p.items[j].source_name);
+
+				if (strncmp(e->source_name, p.items[j].source_name, l) == 0 &&
+				    e->source_name[l] == sd)
+					fail_msg("'%s' before its parent '%s'", e->source_name,
+					         p.items[j].source_name);
+			}
+		}
+		folder_plan_release(&p);
+		folder_list_release(&s);
+		folder_list_release(&t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_attr_names),
-		cmocka_unit_test(test_list_find),
-		cmocka_unit_test(test_dovecot_to_exchange),
-		cmocka_unit_test(test_japanese_and_deep),
-		cmocka_unit_test(test_delimiter_in_name),
-		cmocka_unit_test(test_inbox_case_and_children),
-		cmocka_unit_test(test_inbox_prefixed_source),
-		cmocka_unit_test(test_special_use_by_attribute),
-		cmocka_unit_test(test_special_use_by_name),
-		cmocka_unit_test(test_include_exclude),
-		cmocka_unit_test(test_folder_map),
-		cmocka_unit_test(test_folder_map_malformed),
-		cmocka_unit_test(test_conflicts),
-		cmocka_unit_test(test_nonexistent_and_noselect),
-		cmocka_unit_test(test_flat),
-		cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_attr_names),
+	    cmocka_unit_test(test_list_find),
+	    cmocka_unit_test(test_dovecot_to_exchange),
+	    cmocka_unit_test(test_japanese_and_deep),
+	    cmocka_unit_test(test_delimiter_in_name),
+	    cmocka_unit_test(test_inbox_case_and_children),
+	    cmocka_unit_test(test_inbox_prefixed_source),
+	    cmocka_unit_test(test_special_use_by_attribute),
+	    cmocka_unit_test(test_special_use_by_name),
+	    cmocka_unit_test(test_include_exclude),
+	    cmocka_unit_test(test_folder_map),
+	    cmocka_unit_test(test_folder_map_malformed),
+	    cmocka_unit_test(test_conflicts),
+	    cmocka_unit_test(test_nonexistent_and_noselect),
+	    cmocka_unit_test(test_flat),
+	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_random_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
