@@ -398,7 +398,7 @@ static int view_cmp(const void *pa, const void *pb)
 /* ---- building target names ------------------------------------------------- */
 
 struct ctx {
-	const struct folder_list *src, *dst;
+	const struct folder_list *dst;
 	char *dst_prefix;
 	char repl; /* replaces the target delimiter inside a level */
 	bool source_marks_special;
@@ -681,7 +681,6 @@ int folder_plan_build(const struct folder_list *source, const struct folder_list
 		}
 	}
 
-	c.src = source;
 	c.dst = target;
 	c.dst_prefix = norm_prefix(target->prefix, target->delim);
 	c.repl = rules->delim_replacement ? rules->delim_replacement : '_';
