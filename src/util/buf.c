@@ -121,8 +121,10 @@ void buf_release(struct buf *b)
 
 char *buf_detach(struct buf *b, size_t *len_r)
 {
-	if (!b->data)
-		grow(b, 0);
+	if (!b->data) {
+		b->data = xmalloc(1);
+		b->data[0] = '\0';
+	}
 	char *p = (char *)b->data;
 	if (len_r)
 		*len_r = b->len;

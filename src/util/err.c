@@ -81,7 +81,20 @@ void err_prefix(struct err *e, const char *fmt, ...)
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
 	copy(old, sizeof(old), e->what);
-	snprintf(e->what, sizeof(e->what), "%s: %s", pre, old);
+	/* pre + ": " + old, cut to fit */
+	size_t n = strlen(pre), cap = sizeof(e->what) - 1;
+	if (n > cap)
+		n = cap;
+	memcpy(e->what, pre, n);
+	if (n + 2 <= cap) {
+		memcpy(e->what + n, ": ", 2);
+		n += 2;
+	}
+	size_t o = strlen(old);
+	if (o > cap - n)
+		o = cap - n;
+	memcpy(e->what + n, old, o);
+	e->what[n + o] = '\0';
 }
 
 const char *err_kind_name(enum err_kind kind)

@@ -1,0 +1,22 @@
+/* cli.h - the command table and what the commands share. */
+#ifndef IMAPMIG_CLI_CLI_H
+#define IMAPMIG_CLI_CLI_H
+
+#include "util/err.h"
+
+/* Exit statuses, documented in imapmig(1). */
+enum exit_status {
+	EXIT_OK = 0,       /* everything selected was copied */
+	EXIT_PARTIAL = 1,  /* done, but some messages or folders failed */
+	EXIT_USAGE = 2,    /* bad command line or configuration: nothing done */
+	EXIT_ACCOUNT = 3,  /* could not connect, log in or go on with a mailbox */
+};
+
+int cmd_sync(int argc, char **argv);
+
+/* Print "imapmig: <formatted error>" to stderr. */
+void cli_error(const struct err *e);
+/* The exit status for a fatal error of this kind. */
+int cli_exit_for(const struct err *e);
+
+#endif

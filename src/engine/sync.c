@@ -1,0 +1,966 @@
+/* sync.c - one pass over a mailbox pair.  See sync.h for the contract.
+ *
+ * Per folder:
+ *   1. EXAMINE the source.  Nothing new (same UIDNEXT) and no flag change
+ *      (same HIGHESTMODSEQ) and no intent left over: done, the target is
+ *      not even selected.
+ *   2. SELECT the target.  A changed UIDVALIDITY on either side makes the
+ *      state for this folder worthless: forget it and match by fingerprint.
+ *   3. Matching (first time, leftover intents, UIDVALIDITY change): list
+ *      the target folder's fingerprints into the state's tfp table and
+ *      claim them: first for intents, then for each new source message.
+ *   4. Flags of messages copied before: fetch source FLAGS (CHANGEDSINCE
+ *      the stored modseq when the server has CONDSTORE), apply the
+ *      difference to the target copy (+FLAGS/-FLAGS, so flags the user set
+ *      on the target meanwhile survive).
+ *   5. New messages, in UID windows: fetch metadata, decide (skip / already
+ *      there / copy), commit intents, then pipeline the source FETCHes of
+ *      bodies and stream each body into a target APPEND.  Completions are
+ *      recorded; the high-water mark moves only after a whole window.
+ */
+#include "engine/sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "engine/fingerprint.h"
+#include "util/buf.h"
+#include "util/mem.h"
+
+#define WINDOW_UIDS 2000         /* UIDs per metadata window */
+#define BODY_BATCH_MSGS 50       /* messages per body FETCH command */
+#define BODY_BATCH_BYTES (8u << 20)
+#define MAX_FLAGS_TEXT 65536
+
+struct copy_item {
+	uint32_t uid;
+	uint64_t size;
+	char fp[STATE_FP_LEN + 1];
+	char *flags; /* as appended (filtered for the target) */
+	char *date;
+	/* transfer */
+	bool started, appended, refused, answered;
+	bool ok;
+	uint32_t tgt_uid;
+	struct err err;
+	char *subject;
+};
+
+struct folder_run {
+	struct sync_run *run;
+	const struct folder_plan_entry *entry;
+	struct state_folder f;
+	struct imap_select_info sinfo, tinfo;
+	bool matching; /* the tfp table holds the target's fingerprints */
+	/* current window */
+	struct copy_item *items;
+	size_t n_items, alloc_items;
+	/* body streaming */
+	struct copy_item *cur;
+	bool cur_discard;
+	uint64_t copied;
+	bool warned_unknown_uid;
+	struct buf dropped_keywords;
+};
+
+struct sync_run {
+	const struct sync_opts *o;
+	struct sync_stats *stats;
+	struct imap_client *src, *tgt;
+	int64_t pair_id;
+	struct err *err;
+};
+
+/* ---------- events ---------- */
+
+static void emit(struct sync_run *run, const struct sync_event *ev)
+{
+	if (run->o->event)
+		run->o->event(run->o->event_ctx, ev);
+}
+
+static void warn(struct sync_run *run, const char *folder, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void warn(struct sync_run *run, const char *folder, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	struct sync_event ev = { .type = SYNC_EV_WARNING, .folder = folder, .text = text };
+	emit(run, &ev);
+}
+
+/* ---------- flags ---------- */
+
+/* Sort the words of a flag list so equal sets compare equal as text. */
+static int cmp_str(const void *a, const void *b)
+{
+	return strcasecmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void flags_normalize(const char *in, struct buf *out)
+{
+	char *copy = xstrdup(in);
+	char *words[512];
+	size_t n = 0;
+	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w && n < 512;
+	     w = strtok_r(NULL, " ", &save)) {
+		if (strcasecmp(w, "\\Recent") == 0)
+			continue;
+		words[n++] = w;
+	}
+	qsort(words, n, sizeof(words[0]), cmp_str);
+	buf_reset(out);
+	for (size_t i = 0; i < n; i++) {
+		if (i && strcasecmp(words[i], words[i - 1]) == 0)
+			continue;
+		if (out->len)
+			buf_putc(out, ' ');
+		buf_puts(out, words[i]);
+	}
+	free(copy);
+}
+
+static bool flag_in(const char *list, const char *flag)
+{
+	size_t fl = strlen(flag);
+	for (const char *p = list; *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		if ((size_t)(e - p) == fl && strncasecmp(p, flag, fl) == 0)
+			return true;
+		p = e;
+	}
+	return false;
+}
+
+/* Words of a that are not in b, into out. */
+static void flags_minus(const char *a, const char *b, struct buf *out)
+{
+	buf_reset(out);
+	char *copy = xstrdup(a);
+	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		if (flag_in(b, w))
+			continue;
+		if (out->len)
+			buf_putc(out, ' ');
+		buf_puts(out, w);
+	}
+	free(copy);
+}
+
+/* Keep only the flags the target can store: system flags always, keywords
+ * when PERMANENTFLAGS has \* or names them.  Dropped ones go to dropped. */
+static void flags_for_target(struct folder_run *fr, const char *flags, struct buf *out)
+{
+	buf_reset(out);
+	char *copy = xstrdup(flags);
+	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		bool ok = w[0] == '\\' || fr->tinfo.keywords_allowed ||
+			  flag_in(fr->tinfo.permanentflags, w) || !fr->tinfo.permanentflags[0];
+		if (!ok) {
+			if (!flag_in(buf_cstr(&fr->dropped_keywords), w)) {
+				if (fr->dropped_keywords.len)
+					buf_putc(&fr->dropped_keywords, ' ');
+				buf_puts(&fr->dropped_keywords, w);
+			}
+			continue;
+		}
+		if (out->len)
+			buf_putc(out, ' ');
+		buf_puts(out, w);
+	}
+	free(copy);
+}
+
+/* ---------- folder setup ---------- */
+
+static int forget_folder_state(struct folder_run *fr, const char *why, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	warn(run, fr->entry->source_name, "%s; matching messages by fingerprint", why);
+	if (state_folder_forget_messages(run->o->state, fr->f.id, err) < 0)
+		return -1;
+	fr->f.src_uidnext = 0;
+	fr->f.src_modseq = 0;
+	return 0;
+}
+
+/* Load the target folder's fingerprints into the tfp table. */
+struct tfp_load {
+	struct folder_run *fr;
+	uint64_t n;
+};
+
+static int tfp_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
+{
+	struct tfp_load *tl = ctx;
+	char fp[STATE_FP_LEN + 1];
+	fingerprint_compute(m->headers, m->headers_len, m->size, fp);
+	tl->n++;
+	return state_tfp_add(tl->fr->run->o->state, tl->fr->f.id, fp, m->uid, err);
+}
+
+static int load_target_fingerprints(struct folder_run *fr, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	struct state *st = run->o->state;
+	struct tfp_load tl = { fr, 0 };
+	struct imap_fetch_handler h = { .message = tfp_message, .ctx = &tl };
+
+	if (state_begin(st, err) < 0)
+		return -1;
+	if (state_tfp_clear(st, fr->f.id, err) < 0)
+		goto fail;
+	if (fr->tinfo.exists > 0) {
+		if (imap_client_fetch_send(run->tgt, "1:*", IMAP_FETCH_SIZE | IMAP_FETCH_HEADERS,
+					   FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
+		    imap_client_wait_all(run->tgt, err) < 0)
+			goto fail;
+	}
+	if (state_tfp_claim_done(st, fr->f.id, err) < 0)
+		goto fail;
+	if (state_commit(st, err) < 0)
+		goto fail;
+	fr->matching = true;
+	return 0;
+fail:
+	state_rollback(st);
+	return -1;
+}
+
+/* Intents left over from an interrupted pass: those whose copy reached the
+ * target become done; the rest stay pending and are copied again. */
+struct pending_list {
+	uint32_t *uids;
+	char (*fps)[STATE_FP_LEN + 1];
+	size_t n, alloc;
+};
+
+static int collect_pending(void *ctx, const struct state_msg *m, struct err *err)
+{
+	struct pending_list *pl = ctx;
+	(void)err;
+	if (pl->n == pl->alloc) {
+		pl->alloc = pl->alloc ? pl->alloc * 2 : 64;
+		pl->uids = xrealloc(pl->uids, pl->alloc * sizeof(*pl->uids));
+		pl->fps = xrealloc(pl->fps, pl->alloc * sizeof(*pl->fps));
+	}
+	pl->uids[pl->n] = m->src_uid;
+	memcpy(pl->fps[pl->n], m->fp, sizeof(pl->fps[0]));
+	pl->n++;
+	return 0;
+}
+
+static int resolve_pending(struct folder_run *fr, uint32_t *lowest_r, struct err *err)
+{
+	struct state *st = fr->run->o->state;
+	struct pending_list pl = { 0 };
+	int r = -1;
+	*lowest_r = 0;
+	if (state_msg_each(st, fr->f.id, 0, 0, MSG_PENDING, collect_pending, &pl, err) < 0)
+		goto out;
+	if (state_begin(st, err) < 0)
+		goto out;
+	for (size_t i = 0; i < pl.n; i++) {
+		uint32_t tuid = 0;
+		int c = state_tfp_claim(st, fr->f.id, pl.fps[i], &tuid, err);
+		if (c < 0 || (c == 1 && state_msg_done(st, fr->f.id, pl.uids[i], tuid, err) < 0)) {
+			state_rollback(st);
+			goto out;
+		}
+		if (c == 0 && (*lowest_r == 0 || pl.uids[i] < *lowest_r))
+			*lowest_r = pl.uids[i];
+	}
+	r = state_commit(st, err);
+out:
+	free(pl.uids);
+	free(pl.fps);
+	return r;
+}
+
+/* ---------- flag changes ---------- */
+
+/* Bring the target copy's flags in line with the source's, given the
+ * flags we last put there. */
+static int apply_flag_change(struct folder_run *fr, const struct state_msg *row,
+			     const char *src_flags, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	struct buf want = BUF_INIT(MAX_FLAGS_TEXT), have = BUF_INIT(MAX_FLAGS_TEXT),
+		   add = BUF_INIT(MAX_FLAGS_TEXT), del = BUF_INIT(MAX_FLAGS_TEXT),
+		   filtered = BUF_INIT(MAX_FLAGS_TEXT);
+	int r = 0;
+	flags_for_target(fr, src_flags, &filtered);
+	flags_normalize(buf_cstr(&filtered), &want);
+	flags_normalize(row->flags, &have);
+	if (strcmp(buf_cstr(&want), buf_cstr(&have)) == 0)
+		goto out;
+	if (!row->tgt_uid) {
+		if (!fr->warned_unknown_uid)
+			warn(run, fr->entry->source_name,
+			     "flags changed on the source but the target copy's UID is unknown "
+			     "(the target has no UIDPLUS); flags not updated");
+		fr->warned_unknown_uid = true;
+		goto out;
+	}
+	if (run->o->dry_run) {
+		run->stats->flags_updated++;
+		goto out;
+	}
+	flags_minus(buf_cstr(&want), buf_cstr(&have), &add);
+	flags_minus(buf_cstr(&have), buf_cstr(&want), &del);
+	char uid[16];
+	snprintf(uid, sizeof(uid), "%u", row->tgt_uid);
+	if (add.len && imap_client_store_send(run->tgt, uid, '+', buf_cstr(&add), err) < 0)
+		r = -1;
+	if (r == 0 && del.len && imap_client_store_send(run->tgt, uid, '-', buf_cstr(&del), err) < 0)
+		r = -1;
+	if (r == 0)
+		r = state_msg_set_flags(run->o->state, fr->f.id, row->src_uid, buf_cstr(&want), err);
+	if (r == 0)
+		run->stats->flags_updated++;
+out:
+	buf_release(&want);
+	buf_release(&have);
+	buf_release(&add);
+	buf_release(&del);
+	buf_release(&filtered);
+	return r;
+}
+
+static int flags_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
+{
+	struct folder_run *fr = ctx;
+	struct state_msg row;
+	int found = state_msg_get(fr->run->o->state, fr->f.id, m->uid, &row, err);
+	if (found <= 0 || row.status != MSG_DONE)
+		return found < 0 ? -1 : 0;
+	/* row's strings live until the next state call: copy what we use */
+	struct state_msg copy = row;
+	char *flags = xstrdup(row.flags);
+	copy.flags = flags;
+	int r = apply_flag_change(fr, &copy, m->flags, err);
+	free(flags);
+	return r;
+}
+
+static int sync_flags(struct folder_run *fr, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	if (fr->f.src_uidnext <= 1)
+		return 0;
+	char set[32];
+	snprintf(set, sizeof(set), "1:%u", fr->f.src_uidnext - 1);
+	uint64_t since = 0;
+	if (fr->sinfo.highestmodseq && fr->f.src_modseq && !fr->matching)
+		since = fr->f.src_modseq;
+	struct imap_fetch_handler h = { .message = flags_message, .ctx = fr };
+	if (state_begin(run->o->state, err) < 0)
+		return -1;
+	if (imap_client_fetch_send(run->src, set, IMAP_FETCH_FLAGS, NULL, since, &h, err) < 0 ||
+	    imap_client_wait_all(run->src, err) < 0 || imap_client_wait_all(run->tgt, err) < 0) {
+		state_rollback(run->o->state);
+		return -1;
+	}
+	return state_commit(run->o->state, err);
+}
+
+/* ---------- new messages: metadata window ---------- */
+
+static void items_free(struct folder_run *fr)
+{
+	for (size_t i = 0; i < fr->n_items; i++) {
+		free(fr->items[i].flags);
+		free(fr->items[i].date);
+		free(fr->items[i].subject);
+	}
+	fr->n_items = 0;
+}
+
+static void skip_event(struct folder_run *fr, enum sync_event_type type,
+		       const struct imap_fetch_msg *m, const char *subject, const char *why)
+{
+	struct sync_event ev = {
+		.type = type,
+		.folder = fr->entry->source_name,
+		.target_folder = fr->entry->target_name,
+		.uid = m->uid,
+		.size = m->size,
+		.date = m->internaldate,
+		.subject = subject,
+		.text = why,
+	};
+	emit(fr->run, &ev);
+}
+
+static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
+{
+	struct folder_run *fr = ctx;
+	struct sync_run *run = fr->run;
+	struct state *st = run->o->state;
+	struct state_msg row;
+
+	int found = state_msg_get(st, fr->f.id, m->uid, &row, err);
+	if (found < 0)
+		return -1;
+	if (found && row.status == MSG_SKIPPED)
+		return 0;
+	if (found && row.status == MSG_DONE) {
+		struct state_msg copy = row;
+		char *flags = xstrdup(row.flags);
+		copy.flags = flags;
+		int r = apply_flag_change(fr, &copy, m->flags, err);
+		free(flags);
+		return r;
+	}
+
+	char fp[STATE_FP_LEN + 1];
+	fingerprint_compute(m->headers, m->headers_len, m->size, fp);
+	struct buf subject = BUF_INIT(1024);
+	header_field_value(m->headers, m->headers_len, "Subject", &subject);
+	int r = 0;
+
+	if (run->o->max_message_size && m->size > run->o->max_message_size) {
+		char why[128];
+		snprintf(why, sizeof(why), "larger than --max-message-size (%llu > %llu bytes)",
+			 (unsigned long long)m->size, (unsigned long long)run->o->max_message_size);
+		skip_event(fr, SYNC_EV_MESSAGE_SKIPPED, m, buf_cstr(&subject), why);
+		run->stats->msgs_skipped++;
+		if (!run->o->dry_run) {
+			struct state_msg s = { .src_uid = m->uid, .size = m->size,
+					       .status = MSG_SKIPPED, .flags = "", .reason = why };
+			memcpy(s.fp, fp, sizeof(fp));
+			r = state_msg_put(st, fr->f.id, &s, err);
+		}
+		goto out;
+	}
+	if (fr->matching) {
+		uint32_t tuid = 0;
+		int c = state_tfp_claim(st, fr->f.id, fp, &tuid, err);
+		if (c < 0) {
+			r = -1;
+			goto out;
+		}
+		if (c == 1) {
+			/* Someone (maybe an earlier pass) already put it there. */
+			run->stats->msgs_existing++;
+			struct state_msg s = { .src_uid = m->uid, .size = m->size, .tgt_uid = tuid,
+					       .status = MSG_DONE, .flags = "", .reason = "" };
+			memcpy(s.fp, fp, sizeof(fp));
+			if (!run->o->dry_run)
+				r = state_msg_put(st, fr->f.id, &s, err);
+			if (r == 0)
+				r = apply_flag_change(fr, &s, m->flags, err);
+			goto out;
+		}
+	}
+	if (fr->n_items == fr->alloc_items) {
+		fr->alloc_items = fr->alloc_items ? fr->alloc_items * 2 : 256;
+		fr->items = xrealloc(fr->items, fr->alloc_items * sizeof(*fr->items));
+	}
+	struct copy_item *it = &fr->items[fr->n_items++];
+	memset(it, 0, sizeof(*it));
+	it->uid = m->uid;
+	it->size = m->size;
+	memcpy(it->fp, fp, sizeof(fp));
+	struct buf fl = BUF_INIT(MAX_FLAGS_TEXT), norm = BUF_INIT(MAX_FLAGS_TEXT);
+	flags_for_target(fr, m->flags, &fl);
+	flags_normalize(buf_cstr(&fl), &norm);
+	it->flags = buf_detach(&norm, NULL);
+	buf_release(&fl);
+	it->date = m->internaldate ? xstrdup(m->internaldate) : NULL;
+	it->subject = xstrdup(buf_cstr(&subject));
+out:
+	buf_release(&subject);
+	return r;
+}
+
+/* ---------- new messages: body transfer ---------- */
+
+static struct copy_item *find_item(struct folder_run *fr, uint32_t uid)
+{
+	size_t lo = 0, hi = fr->n_items;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (fr->items[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < fr->n_items && fr->items[lo].uid == uid ? &fr->items[lo] : NULL;
+}
+
+static void append_done(void *ctx, const struct imap_append_result *res, const struct err *e)
+{
+	struct copy_item *it = ctx;
+	it->answered = true;
+	it->ok = res->ok;
+	it->tgt_uid = res->uid;
+	if (e)
+		it->err = *e;
+}
+
+static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
+{
+	struct folder_run *fr = ctx;
+	fr->cur_discard = true;
+	fr->cur = uid ? find_item(fr, uid) : NULL;
+	if (!fr->cur || fr->cur->started) {
+		if (!uid && !fr->warned_unknown_uid) {
+			/* The server sent BODY[] before UID; such bodies are
+			 * dropped here and fetched again next pass. */
+			warn(fr->run, fr->entry->source_name,
+			     "the source sent a message body before its UID; it is retried on "
+			     "the next pass");
+			fr->warned_unknown_uid = true;
+		}
+		return 0;
+	}
+	struct copy_item *it = fr->cur;
+	it->started = true;
+	int r = imap_client_append_begin(fr->run->tgt, fr->entry->target_name, it->flags,
+					 it->date, size, append_done, it, err);
+	if (r < 0)
+		return -1;
+	if (r == 0) {
+		it->appended = true;
+		fr->cur_discard = false;
+	}
+	it->size = size;
+	return 0;
+}
+
+static int body_data(void *ctx, const uint8_t *data, size_t len, struct err *err)
+{
+	struct folder_run *fr = ctx;
+	if (fr->cur_discard)
+		return 0;
+	return imap_client_append_data(fr->run->tgt, data, len, err);
+}
+
+static int body_end(void *ctx, struct err *err)
+{
+	struct folder_run *fr = ctx;
+	if (fr->cur_discard)
+		return 0;
+	fr->cur_discard = true;
+	return imap_client_append_end(fr->run->tgt, err);
+}
+
+static int body_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
+{
+	(void)ctx;
+	(void)m;
+	(void)err;
+	return 0;
+}
+
+static void progress(struct folder_run *fr)
+{
+	struct sync_event ev = {
+		.type = SYNC_EV_PROGRESS,
+		.folder = fr->entry->source_name,
+		.count = fr->run->stats->msgs_copied,
+		.bytes = fr->run->stats->bytes_copied,
+	};
+	emit(fr->run, &ev);
+}
+
+static int transfer_window(struct folder_run *fr, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	struct state *st = run->o->state;
+
+	/* 1. intents, durable before any APPEND is sent */
+	if (state_begin(st, err) < 0)
+		return -1;
+	for (size_t i = 0; i < fr->n_items; i++) {
+		struct copy_item *it = &fr->items[i];
+		struct state_msg s = { .src_uid = it->uid, .size = it->size, .status = MSG_PENDING,
+				       .flags = it->flags, .reason = "" };
+		memcpy(s.fp, it->fp, sizeof(s.fp));
+		if (state_msg_put(st, fr->f.id, &s, err) < 0) {
+			state_rollback(st);
+			return -1;
+		}
+	}
+	if (state_commit(st, err) < 0)
+		return -1;
+
+	/* 2. body FETCHes, all sent at once; bodies stream into APPENDs */
+	struct imap_fetch_handler h = { .message = body_message, .body_begin = body_begin,
+					.body_data = body_data, .body_end = body_end, .ctx = fr };
+	struct buf set = BUF_INIT(0);
+	size_t n = 0;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < fr->n_items; i++) {
+		if (set.len)
+			buf_putc(&set, ',');
+		buf_appendf(&set, "%u", fr->items[i].uid);
+		n++;
+		bytes += fr->items[i].size;
+		if (n == BODY_BATCH_MSGS || bytes >= BODY_BATCH_BYTES || i + 1 == fr->n_items) {
+			if (imap_client_fetch_send(run->src, buf_cstr(&set), IMAP_FETCH_BODY, NULL,
+						   0, &h, err) < 0) {
+				buf_release(&set);
+				return -1;
+			}
+			buf_reset(&set);
+			n = 0;
+			bytes = 0;
+		}
+	}
+	buf_release(&set);
+	if (imap_client_wait_all(run->src, err) < 0)
+		return -1;
+	if (imap_client_wait_all(run->tgt, err) < 0 && err->kind != ERR_MESSAGE)
+		return -1;
+
+	/* 3. record results */
+	if (state_begin(st, err) < 0)
+		return -1;
+	for (size_t i = 0; i < fr->n_items; i++) {
+		struct copy_item *it = &fr->items[i];
+		int r = 0;
+		if (it->answered && it->ok) {
+			r = state_msg_done(st, fr->f.id, it->uid, it->tgt_uid, err);
+			run->stats->msgs_copied++;
+			run->stats->bytes_copied += it->size;
+			fr->copied++;
+		} else if (it->answered && it->err.kind == ERR_MESSAGE) {
+			char text[1200];
+			err_format(&it->err, text, sizeof(text));
+			struct imap_fetch_msg m = { .uid = it->uid, .size = it->size,
+						    .internaldate = it->date };
+			skip_event(fr, SYNC_EV_MESSAGE_FAILED, &m, it->subject, text);
+			run->stats->msgs_failed++;
+			struct state_msg s = { .src_uid = it->uid, .size = it->size,
+					       .status = MSG_SKIPPED, .flags = "", .reason = text };
+			memcpy(s.fp, it->fp, sizeof(s.fp));
+			r = state_msg_put(st, fr->f.id, &s, err);
+		} else if (it->answered) {
+			*err = it->err;
+			state_rollback(st);
+			return -1;
+		}
+		/* not started: gone from the source meanwhile; stays pending
+		 * and is matched or retried next pass */
+		if (r < 0) {
+			state_rollback(st);
+			return -1;
+		}
+	}
+	if (state_commit(st, err) < 0)
+		return -1;
+	progress(fr);
+	return 0;
+}
+
+static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	uint32_t end = fr->sinfo.uidnext; /* exclusive; 0 = unknown */
+	struct imap_fetch_handler h = { .message = window_message, .ctx = fr };
+	unsigned meta = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
+			IMAP_FETCH_HEADERS;
+
+	if (fr->sinfo.exists == 0)
+		return 0;
+	for (uint64_t lo = start ? start : 1; end == 0 || lo < end; lo += WINDOW_UIDS) {
+		uint64_t hi = lo + WINDOW_UIDS - 1;
+		char set[48];
+		if (end == 0)
+			snprintf(set, sizeof(set), "%llu:*", (unsigned long long)lo);
+		else {
+			if (hi >= end)
+				hi = end - 1;
+			snprintf(set, sizeof(set), "%llu:%llu", (unsigned long long)lo,
+				 (unsigned long long)hi);
+		}
+		items_free(fr);
+		if (state_begin(run->o->state, err) < 0)
+			return -1;
+		if (imap_client_fetch_send(run->src, set, meta, FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
+		    imap_client_wait_all(run->src, err) < 0 ||
+		    imap_client_wait_all(run->tgt, err) < 0) {
+			state_rollback(run->o->state);
+			return -1;
+		}
+		if (state_commit(run->o->state, err) < 0)
+			return -1;
+		/* "lo:*" also returns the highest message when it is below lo */
+		size_t keep = 0;
+		for (size_t i = 0; i < fr->n_items; i++) {
+			if (fr->items[i].uid < lo) {
+				free(fr->items[i].flags);
+				free(fr->items[i].date);
+				free(fr->items[i].subject);
+				continue;
+			}
+			fr->items[keep++] = fr->items[i];
+		}
+		fr->n_items = keep;
+		if (run->o->dry_run) {
+			run->stats->msgs_planned += fr->n_items;
+		} else if (fr->n_items && transfer_window(fr, err) < 0) {
+			return -1;
+		}
+		if (end == 0)
+			break;
+		if (!run->o->dry_run) {
+			fr->f.src_uidnext = (uint32_t)(hi + 1);
+			if (state_folder_update(run->o->state, &fr->f, err) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---------- one folder ---------- */
+
+static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, struct err *err)
+{
+	const struct sync_opts *o = run->o;
+	struct folder_run fr = { .run = run, .entry = e };
+	buf_init(&fr.dropped_keywords, 4096);
+	int r = -1;
+
+	if (state_folder_get(o->state, run->pair_id, e->source_name, e->target_name, &fr.f,
+			     err) < 0)
+		goto out;
+	if (imap_client_select(run->src, e->source_name, true, &fr.sinfo, err) < 0)
+		goto out;
+	struct sync_event start = { .type = SYNC_EV_FOLDER_START, .folder = e->source_name,
+				    .target_folder = e->target_name, .count = fr.sinfo.exists };
+	emit(run, &start);
+
+	struct state_counts counts;
+	if (state_msg_counts(o->state, fr.f.id, &counts, err) < 0)
+		goto out;
+	bool need_match = fr.f.src_uidvalidity == 0 || counts.pending > 0;
+	if (fr.f.src_uidvalidity && fr.f.src_uidvalidity != fr.sinfo.uidvalidity) {
+		if (forget_folder_state(&fr, "the source folder's UIDVALIDITY changed", err) < 0)
+			goto out;
+		need_match = true;
+	}
+	/* Nothing new, no flag change, nothing pending: leave the target alone. */
+	if (!need_match && fr.sinfo.uidnext && fr.sinfo.uidnext == fr.f.src_uidnext &&
+	    fr.sinfo.highestmodseq && fr.sinfo.highestmodseq == fr.f.src_modseq) {
+		r = 0;
+		goto done;
+	}
+	if (!e->target_exists && o->dry_run) {
+		/* target folder does not exist yet: everything would be copied */
+		memset(&fr.tinfo, 0, sizeof(fr.tinfo));
+		fr.tinfo.keywords_allowed = true;
+	} else {
+		if (imap_client_select(run->tgt, e->target_name, o->dry_run, &fr.tinfo, err) < 0)
+			goto out;
+		if (fr.f.tgt_uidvalidity && fr.f.tgt_uidvalidity != fr.tinfo.uidvalidity) {
+			if (forget_folder_state(&fr, "the target folder's UIDVALIDITY changed",
+						err) < 0)
+				goto out;
+			need_match = true;
+		}
+	}
+	uint32_t start_uid = fr.f.src_uidnext;
+	if (need_match) {
+		if (load_target_fingerprints(&fr, err) < 0)
+			goto out;
+		uint32_t lowest = 0;
+		if (resolve_pending(&fr, &lowest, err) < 0)
+			goto out;
+		if (lowest && (start_uid == 0 || lowest < start_uid))
+			start_uid = lowest;
+	}
+	if (sync_flags(&fr, err) < 0)
+		goto out;
+	if (copy_new(&fr, start_uid, err) < 0)
+		goto out;
+	if (imap_client_wait_all(run->tgt, err) < 0)
+		goto out;
+	if (fr.dropped_keywords.len)
+		warn(run, e->source_name,
+		     "the target folder does not accept these keywords; they were not copied: %s",
+		     buf_cstr(&fr.dropped_keywords));
+	if (!o->dry_run) {
+		fr.f.src_uidvalidity = fr.sinfo.uidvalidity;
+		if (fr.sinfo.uidnext)
+			fr.f.src_uidnext = fr.sinfo.uidnext;
+		fr.f.src_modseq = fr.sinfo.highestmodseq;
+		fr.f.tgt_uidvalidity = fr.tinfo.uidvalidity;
+		if (state_folder_update(o->state, &fr.f, err) < 0)
+			goto out;
+		if (fr.matching && state_tfp_clear(o->state, fr.f.id, err) < 0)
+			goto out;
+	}
+	r = 0;
+done:;
+	struct sync_event done = { .type = SYNC_EV_FOLDER_DONE, .folder = e->source_name,
+				   .target_folder = e->target_name, .count = fr.copied };
+	emit(run, &done);
+out:
+	if (r < 0)
+		err_where(err, SIDE_NONE, NULL, NULL, e->source_name);
+	items_free(&fr);
+	free(fr.items);
+	buf_release(&fr.dropped_keywords);
+	return r;
+}
+
+/* ---------- folders ---------- */
+
+struct list_into {
+	struct folder_list *list;
+};
+
+static int list_cb(void *ctx, const struct imap_mailbox *mb, struct err *err)
+{
+	struct folder_list *l = ctx;
+	(void)err;
+	unsigned attrs = 0;
+	char *copy = xstrdup(mb->attrs);
+	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+		attrs |= folder_attr_from_name(w);
+	free(copy);
+	if (!l->delim && mb->delim)
+		l->delim = mb->delim;
+	folder_list_add(l, mb->name, attrs);
+	return 0;
+}
+
+static int list_side(struct imap_client *c, struct folder_list *l, struct err *err)
+{
+	char *prefix = NULL;
+	char delim = '\0';
+	if (imap_client_namespace(c, &prefix, &delim, err) < 0)
+		return -1;
+	folder_list_init(l, delim, prefix);
+	free(prefix);
+	return imap_client_list(c, list_cb, l, err);
+}
+
+static void connected(struct sync_run *run, enum side side, const struct imap_client_opts *o)
+{
+	char text[256];
+	snprintf(text, sizeof(text), "%s:%u as %s", o->host, (unsigned)o->port, o->user);
+	struct sync_event ev = { .type = SYNC_EV_CONNECTED, .side = side, .text = text };
+	emit(run, &ev);
+}
+
+static bool fatal_kind(enum err_kind k)
+{
+	return k == ERR_ACCOUNT || k == ERR_TRANSIENT || k == ERR_CONFIG || k == ERR_INTERNAL;
+}
+
+int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *err)
+{
+	struct sync_run run = { .o = o, .stats = stats_r, .err = err };
+	struct folder_list sl = { 0 }, tl = { 0 };
+	struct folder_plan plan = { 0 };
+	int r = -1;
+
+	memset(stats_r, 0, sizeof(*stats_r));
+	run.src = imap_client_connect(&o->source, err);
+	if (!run.src)
+		goto out;
+	connected(&run, SIDE_SOURCE, &o->source);
+	run.tgt = imap_client_connect(&o->target, err);
+	if (!run.tgt)
+		goto out;
+	connected(&run, SIDE_TARGET, &o->target);
+	stats_r->connected = true;
+	if (state_pair_get(o->state, o->source_key, o->target_key, &run.pair_id, err) < 0)
+		goto out;
+	if (list_side(run.src, &sl, err) < 0 || list_side(run.tgt, &tl, err) < 0)
+		goto out;
+	if (folder_plan_build(&sl, &tl, &o->rules, &plan, err) < 0)
+		goto out;
+
+	for (size_t i = 0; i < plan.count; i++) {
+		const struct folder_plan_entry *e = &plan.items[i];
+		const char *what = e->action == FP_COPY		     ? "copy"
+				   : e->action == FP_SKIP_EXCLUDED    ? "excluded"
+				   : e->action == FP_SKIP_NONEXISTENT ? "does not exist"
+								      : "conflict";
+		char text[1200];
+		snprintf(text, sizeof(text), "%s%s%s", what, e->note ? ": " : "",
+			 e->note ? e->note : "");
+		struct sync_event ev = { .type = SYNC_EV_FOLDER_PLAN, .folder = e->source_name,
+					 .target_folder = e->target_name, .text = text };
+		emit(&run, &ev);
+		if (e->action == FP_CONFLICT) {
+			warn(&run, e->source_name, "not copied: %s", e->note ? e->note : "name conflict");
+			stats_r->folders_failed++;
+		}
+	}
+
+	for (size_t i = 0; i < plan.count; i++) {
+		const struct folder_plan_entry *e = &plan.items[i];
+		if (e->action != FP_COPY)
+			continue;
+		stats_r->folders_total++;
+		struct err ferr;
+		err_clear(&ferr);
+		if (!e->target_exists) {
+			bool existed = false;
+			if (!o->dry_run && imap_client_create(run.tgt, e->target_name, &existed,
+							      &ferr) < 0) {
+				if (fatal_kind(ferr.kind) && imap_client_is_dead(run.tgt)) {
+					*err = ferr;
+					goto out;
+				}
+				char text[1200];
+				warn(&run, e->source_name, "%s", err_format(&ferr, text, sizeof(text)));
+				stats_r->folders_failed++;
+				continue;
+			}
+			if (!existed) {
+				stats_r->folders_created++;
+				struct sync_event ev = { .type = SYNC_EV_FOLDER_CREATED,
+							 .folder = e->source_name,
+							 .target_folder = e->target_name };
+				emit(&run, &ev);
+			}
+		}
+		if ((e->source_attrs & FA_SUBSCRIBED) && !(e->target_attrs & FA_SUBSCRIBED) &&
+		    !o->dry_run && imap_client_subscribe(run.tgt, e->target_name, &ferr) < 0) {
+			char text[1200];
+			warn(&run, e->source_name, "%s", err_format(&ferr, text, sizeof(text)));
+			if (imap_client_is_dead(run.tgt)) {
+				*err = ferr;
+				goto out;
+			}
+			err_clear(&ferr);
+		}
+		if (e->source_attrs & (FA_NOSELECT | FA_NONEXISTENT))
+			continue;
+		if (sync_folder(&run, e, &ferr) < 0) {
+			if (imap_client_is_dead(run.src) || imap_client_is_dead(run.tgt) ||
+			    ferr.kind == ERR_INTERNAL || ferr.kind == ERR_ACCOUNT) {
+				*err = ferr;
+				goto out;
+			}
+			char text[1200];
+			warn(&run, e->source_name, "%s", err_format(&ferr, text, sizeof(text)));
+			stats_r->folders_failed++;
+		}
+	}
+	r = 0;
+out:
+	folder_plan_release(&plan);
+	folder_list_release(&sl);
+	folder_list_release(&tl);
+	imap_client_logout(&run.src);
+	imap_client_logout(&run.tgt);
+	return r;
+}
