@@ -579,7 +579,7 @@ def fetch_messages(server, user, folder=None):
     """Raw oracle rows: dicts with mailbox, uid, flags, date.received.unixtime,
     size.physical, text (bytes as stored).  One doveadm per user."""
     fields = ['mailbox', 'uid', 'flags', 'date.received.unixtime',
-              'size.physical', 'text']
+              'size.virtual', 'size.physical', 'text']
     query = ['mailbox', folder] if folder else ['all']
     out = server.doveadm('fetch', '-u', user, ' '.join(fields), *query,
                          fmt='pager')
@@ -916,7 +916,8 @@ class Env:
             a += ['--ca-file', self.ca.cert]
         if resolve:
             for s in (src, tgt):
-                a += ['--resolve', s.resolve_arg()]
+                if not isinstance(s, str):
+                    a += ['--resolve', s.resolve_arg()]
         a += ['--state', state or self.path('state', 'state.db')]
         if json_out:
             a.append('--json')
@@ -1010,6 +1011,45 @@ class Check:
         print('%s: %d passed, %d failed' % (self.name, self.passed, n),
               flush=True)
         return 1 if n else 0
+
+
+def check_oracle(ck, src, su, tgt, tu, what, folder_map=None,
+                 select=None):
+    """Assert the target holds exactly the source's messages (hash, flags,
+    INTERNALDATE multisets per mapped folder) and nothing else.
+    select(src_folder) -> bool limits which source folders count.
+    -> (source oracle, target oracle)."""
+    so = fetch_all(src, su)
+    if select:
+        so = {k: v for k, v in so.items() if select(k)}
+    exp = mapped(so, folder_map=folder_map)
+    to = fetch_all(tgt, tu)
+    d = diff_oracles(exp, to)
+    extra = ['%r: %d unexpected messages' % (f, len(v))
+             for f, v in to.items() if f not in exp and v]
+    ck.ok(not d and not extra, '%s: target oracle == source oracle (%d '
+          'folders, %d messages)%s' % (
+              what, len(exp), sum(len(v) for v in exp.values()),
+              '' if not (d or extra) else ': ' + '; '.join(d + extra)[:2000]))
+    return so, to
+
+
+def target_file_count(tgt, user):
+    """Messages stored so far in an sdbox target, by counting its u.N
+    files: cheap enough to poll every few ms (for kill points)."""
+    base = os.path.join(tgt.dir, 'home', user, 'sdbox')
+    n = 0
+    for root, dirs, files in os.walk(base):
+        n += sum(1 for f in files if f.startswith('u.'))
+    return n
+
+
+def is_asan(binary):
+    try:
+        with open(binary, 'rb') as f:
+            return b'AddressSanitizer' in f.read()
+    except OSError:
+        return False
 
 
 def require_imapmig():
