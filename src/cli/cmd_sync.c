@@ -438,6 +438,11 @@ int cmd_sync(int argc, char **argv)
 				"mail\n");
 	if (!state_path)
 		state_path = default_state = state_default_path();
+	if (!state_path) {
+		fprintf(stderr, "imapmig: no home directory to keep the state database in; "
+				"pass --state PATH\n");
+		goto out;
+	}
 	st = state_open(state_path, &err);
 	if (!st) {
 		cli_error(&err);
