@@ -850,7 +850,7 @@ struct imap_client *imap_client_connect(const struct imap_client_opts *o, struct
 			if (starttls(c, err) < 0)
 				goto fail;
 		} else if (!o->allow_plaintext) {
-			fail(c, err, ERR_CONFIG,
+			fail(c, err, ERR_ACCOUNT,
 			     "the server does not offer STARTTLS on port %u, and imapmig will "
 			     "not send a password unencrypted",
 			     (unsigned)co.port);
