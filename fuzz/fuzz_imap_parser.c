@@ -29,7 +29,7 @@ static void mix(struct run *r, const void *p, size_t n)
 }
 
 static bool lit_begin(void *ctx, const struct imap_response *resp, const struct imap_arg *list,
-		      const struct imap_arg *prev, uint64_t size)
+                      const struct imap_arg *prev, uint64_t size)
 {
 	struct run *r = ctx;
 	if (r->open || (prev && prev->next))
@@ -86,7 +86,7 @@ static void walk(struct run *r, const struct imap_arg *a, unsigned depth)
 
 static void digest(struct run *r, const struct imap_response *resp)
 {
-	const char *s[] = { resp->tag, resp->code, resp->code_raw, resp->text, resp->name };
+	const char *s[] = {resp->tag, resp->code, resp->code_raw, resp->text, resp->name};
 	for (size_t i = 0; i < 5; i++)
 		if (s[i])
 			mix(r, s[i], strlen(s[i]) + 1);
@@ -97,9 +97,9 @@ static void digest(struct run *r, const struct imap_response *resp)
 
 static uint64_t parse(const uint8_t *data, size_t size, uint8_t mode, int split)
 {
-	static const struct imap_parser_limits lim = { 200, 5, 40, 5000 };
-	static const struct imap_parser_callbacks cb = { lit_begin, lit_data, lit_end };
-	struct run r = { 1469598103934665603u, mode, 0, 0, 0 };
+	static const struct imap_parser_limits lim = {200, 5, 40, 5000};
+	static const struct imap_parser_callbacks cb = {lit_begin, lit_data, lit_end};
+	struct run r = {1469598103934665603u, mode, 0, 0, 0};
 	struct imap_parser *p = imap_parser_new(&lim, (mode & 4) ? NULL : &cb, &r);
 	uint32_t rnd = mode * 2654435761u + 1;
 	size_t off = 0;
@@ -112,7 +112,8 @@ static uint64_t parse(const uint8_t *data, size_t size, uint8_t mode, int split)
 		size_t end = off + n;
 		while (off < end) {
 			size_t used;
-			enum imap_parse_result res = imap_parser_feed(p, data + off, end - off, &used);
+			enum imap_parse_result res =
+			    imap_parser_feed(p, data + off, end - off, &used);
 			if (used > end - off)
 				abort();
 			off += used;

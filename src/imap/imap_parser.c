@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "util/buf.h"
 #include "util/mem.h"
@@ -49,12 +48,12 @@ enum state {
 	ST_BETWEEN,    /* arguments: before a token */
 	ST_AFTER,      /* arguments: right after a string, literal or list */
 	ST_ATOM,
-	ST_TILDE,      /* '~': literal8 if '{' follows, else an atom */
+	ST_TILDE, /* '~': literal8 if '{' follows, else an atom */
 	ST_QUOTED,
 	ST_QUOTED_ESC,
-	ST_LIT_SIZE,   /* digits inside {...} */
-	ST_LIT_PLUS,   /* after the '+' of {n+} */
-	ST_LIT_CLOSE,  /* after '}', the line must end */
+	ST_LIT_SIZE,  /* digits inside {...} */
+	ST_LIT_PLUS,  /* after the '+' of {n+} */
+	ST_LIT_CLOSE, /* after '}', the line must end */
 	ST_LIT_DATA,
 	ST_DONE,
 	ST_ERROR,
@@ -96,24 +95,24 @@ struct imap_parser {
 	struct buf text; /* status or continuation text */
 	struct buf raw;  /* response code as sent, while in_code */
 
-	size_t line_len;        /* non-literal bytes of this response */
-	uint64_t buffered;      /* literal bytes buffered for this response */
-	bool cr;                /* last byte was CR; LF must follow */
-	bool lf_after_cr;       /* the LF being handled followed a CR */
-	bool in_code;           /* tokens belong to a [response code] */
-	unsigned section;       /* [ ] depth inside an atom */
-	bool section_quote;     /* inside "..." within an atom's [ ] */
+	size_t line_len;    /* non-literal bytes of this response */
+	uint64_t buffered;  /* literal bytes buffered for this response */
+	bool cr;            /* last byte was CR; LF must follow */
+	bool lf_after_cr;   /* the LF being handled followed a CR */
+	bool in_code;       /* tokens belong to a [response code] */
+	unsigned section;   /* [ ] depth inside an atom */
+	bool section_quote; /* inside "..." within an atom's [ ] */
 	bool section_esc;
 	bool literal8;
 
-	struct frame *frames;   /* frames[0] is the top level */
-	size_t nframes;         /* allocated */
-	unsigned sp;            /* open lists */
+	struct frame *frames; /* frames[0] is the top level */
+	size_t nframes;       /* allocated */
+	unsigned sp;          /* open lists */
 
-	uint64_t lit_left;      /* literal bytes still to come */
+	uint64_t lit_left; /* literal bytes still to come */
 	uint64_t lit_size;
 	bool lit_stream;
-	uint8_t *lit_buf;       /* buffered literal, in the arena */
+	uint8_t *lit_buf; /* buffered literal, in the arena */
 	size_t lit_got;
 
 	char errmsg[256];
@@ -179,7 +178,7 @@ static char *arena_upper(struct imap_parser *p, const void *s, size_t len)
 /* ---- errors --------------------------------------------------------- */
 
 __attribute__((format(printf, 3, 4))) static enum step fail(struct imap_parser *p, enum step kind,
-							    const char *fmt, ...)
+                                                            const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -217,7 +216,7 @@ static void begin_response(struct imap_parser *p)
 }
 
 struct imap_parser *imap_parser_new(const struct imap_parser_limits *limits,
-				    const struct imap_parser_callbacks *cb, void *ctx)
+                                    const struct imap_parser_callbacks *cb, void *ctx)
 {
 	struct imap_parser *p = xcalloc(1, sizeof(*p));
 	if (limits)
@@ -488,7 +487,7 @@ static enum step literal_begin(struct imap_parser *p)
 	}
 	if (over || n > p->lim.max_literal)
 		return hard(p, "literal of %.40s bytes is larger than the limit %" PRIu64,
-			    buf_cstr(&p->tok), p->lim.max_literal);
+		            buf_cstr(&p->tok), p->lim.max_literal);
 	buf_reset(&p->tok);
 
 	struct frame *f = &p->frames[p->sp];
@@ -498,8 +497,10 @@ static enum step literal_begin(struct imap_parser *p)
 	if (!p->lit_stream) {
 		uint64_t cap = p->lim.max_literal_buffer;
 		if (n > cap || p->buffered + n > cap)
-			return hard(p, "literal of %" PRIu64 " bytes is too large to buffer "
-				       "(limit %" PRIu64 " bytes per response)", n, cap);
+			return hard(p,
+			            "literal of %" PRIu64 " bytes is too large to buffer "
+			            "(limit %" PRIu64 " bytes per response)",
+			            n, cap);
 		p->buffered += n;
 		p->lit_buf = arena_alloc(p, (size_t)n + 1);
 	}
@@ -751,8 +752,7 @@ static enum step dispatch(struct imap_parser *p, uint8_t c)
 		if (c == '\n')
 			return finish(p);
 		if (buf_putc(&p->text, (char)c) < 0)
-			return hard(p, "response line too long (over %zu bytes)",
-				    p->lim.max_line);
+			return hard(p, "response line too long (over %zu bytes)", p->lim.max_line);
 		return R_OK;
 
 	case ST_CODE_RAW:
@@ -766,8 +766,7 @@ static enum step dispatch(struct imap_parser *p, uint8_t c)
 			return finish(p);
 		}
 		if (buf_putc(&p->raw, (char)c) < 0)
-			return hard(p, "response line too long (over %zu bytes)",
-				    p->lim.max_line);
+			return hard(p, "response line too long (over %zu bytes)", p->lim.max_line);
 		return R_OK;
 
 	case ST_BETWEEN:
@@ -875,7 +874,7 @@ static enum step step(struct imap_parser *p, uint8_t c)
 }
 
 static enum step literal_data(struct imap_parser *p, const uint8_t *data, size_t len,
-			      size_t *used_r)
+                              size_t *used_r)
 {
 	size_t n = len;
 	if (n > p->lit_left)
@@ -897,7 +896,7 @@ static enum step literal_data(struct imap_parser *p, const uint8_t *data, size_t
 }
 
 enum imap_parse_result imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t len,
-					size_t *consumed_r)
+                                        size_t *consumed_r)
 {
 	size_t i = 0;
 	enum step r = R_OK;
@@ -975,9 +974,21 @@ const char *imap_arg_str(const struct imap_arg *a)
 	}
 }
 
+/* ASCII only: strcasecmp() would follow the locale (Turkish dotless i). */
 bool imap_arg_atom_is(const struct imap_arg *a, const char *s)
 {
-	return a && a->type == IMAP_ARG_ATOM && strlen(s) == a->len && strcasecmp(a->str, s) == 0;
+	if (!a || a->type != IMAP_ARG_ATOM || strlen(s) != a->len)
+		return false;
+	for (size_t i = 0; i < a->len; i++) {
+		unsigned char x = (unsigned char)a->str[i], y = (unsigned char)s[i];
+		if (x >= 'a' && x <= 'z')
+			x = (unsigned char)(x - 'a' + 'A');
+		if (y >= 'a' && y <= 'z')
+			y = (unsigned char)(y - 'a' + 'A');
+		if (x != y)
+			return false;
+	}
+	return true;
 }
 
 bool imap_arg_number(const struct imap_arg *a, uint64_t *n_r)

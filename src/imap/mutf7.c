@@ -12,8 +12,7 @@
 
 #include "util/buf.h"
 
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 static int b64_value(unsigned char c)
 {
@@ -229,7 +228,7 @@ int utf8_to_mutf7(const char *in, size_t len, struct buf *out)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	struct buf tmp = BUF_INIT(0);
-	struct b64_out st = { 0, 0, false };
+	struct b64_out st = {0, 0, false};
 	int ret = -1;
 	size_t i = 0;
 
@@ -242,7 +241,7 @@ int utf8_to_mutf7(const char *in, size_t len, struct buf *out)
 		if (is_literal_ascii(cp)) {
 			if (close_run(&tmp, &st) < 0)
 				goto out;
-			if (buf_puts(&tmp, cp == '&' ? "&-" : (char[]){ (char)cp, 0 }) < 0)
+			if (buf_puts(&tmp, cp == '&' ? "&-" : (char[]){(char)cp, 0}) < 0)
 				goto out;
 			continue;
 		}

@@ -76,7 +76,7 @@ static void dump_args(struct buf *o, const struct imap_arg *a)
 
 static void dump_response(struct buf *o, const struct imap_response *r)
 {
-	static const char *const st[] = { "", " OK", " NO", " BAD", " BYE", " PREAUTH" };
+	static const char *const st[] = {"", " OK", " NO", " BAD", " BYE", " PREAUTH"};
 	switch (r->kind) {
 	case IMAP_RESP_UNTAGGED:
 		buf_putc(o, '*');
@@ -125,7 +125,7 @@ struct cbctx {
 };
 
 static bool cb_begin(void *vctx, const struct imap_response *resp, const struct imap_arg *list,
-		     const struct imap_arg *prev, uint64_t size)
+                     const struct imap_arg *prev, uint64_t size)
 {
 	struct cbctx *c = vctx;
 	const char *p = imap_arg_str(prev);
@@ -134,7 +134,7 @@ static bool cb_begin(void *vctx, const struct imap_response *resp, const struct 
 	snprintf(c->seen_name, sizeof(c->seen_name), "%s", resp->name ? resp->name : "-");
 	c->seen_resp = resp;
 	if (!p || !(strncmp(p, "BODY[", 5) == 0 || strncmp(p, "BINARY[", 7) == 0 ||
-		    strncmp(p, "RFC822", 6) == 0))
+	            strncmp(p, "RFC822", 6) == 0))
 		return false;
 	assert_false(c->in_literal);
 	c->in_literal = true;
@@ -168,13 +168,13 @@ static int cb_end(void *vctx)
 	return 0;
 }
 
-static const struct imap_parser_callbacks body_cbs = { cb_begin, cb_data, cb_end };
+static const struct imap_parser_callbacks body_cbs = {cb_begin, cb_data, cb_end};
 
 static struct imap_parser *new_parser(enum cb_mode cb, enum lim_mode lim, struct cbctx *ctx)
 {
-	static const struct imap_parser_limits small = { 64, 4, 32, 1000 };
+	static const struct imap_parser_limits small = {64, 4, 32, 1000};
 	return imap_parser_new(lim == LIM_SMALL ? &small : NULL, cb == CB_BODIES ? &body_cbs : NULL,
-			       ctx);
+	                       ctx);
 }
 
 /* ---- running a fixture ---------------------------------------------- */
@@ -185,7 +185,7 @@ static void run(const struct fixture *fx, const size_t *cuts, size_t ncuts, stru
 {
 	const uint8_t *data = (const uint8_t *)fx->input;
 	size_t len = fx->len ? fx->len : strlen(fx->input);
-	struct cbctx ctx = { .out = out, .abort_after = -1 };
+	struct cbctx ctx = {.out = out, .abort_after = -1};
 	struct imap_parser *p = new_parser(fx->cb, fx->lim, &ctx);
 	size_t start = 0;
 	bool failed = false;
@@ -196,7 +196,7 @@ static void run(const struct fixture *fx, const size_t *cuts, size_t ncuts, stru
 		while (start < end) {
 			size_t used;
 			enum imap_parse_result r =
-				imap_parser_feed(p, data + start, end - start, &used);
+			    imap_parser_feed(p, data + start, end - start, &used);
 			assert_true(used <= end - start);
 			start += used;
 			if (r == IMAP_PARSE_RESPONSE) {
@@ -206,7 +206,7 @@ static void run(const struct fixture *fx, const size_t *cuts, size_t ncuts, stru
 				buf_appendf(out, "ERROR: %s\n", imap_parser_error(p));
 				/* It stays in error. */
 				assert_int_equal(imap_parser_feed(p, data, len, &used),
-						 IMAP_PARSE_ERROR);
+				                 IMAP_PARSE_ERROR);
 				failed = true;
 				break;
 			} else {
@@ -232,7 +232,7 @@ static void check_fixture(const struct fixture *fx)
 	run(fx, NULL, 0, &whole);
 	if (strcmp(buf_cstr(&whole), fx->expect) != 0) {
 		print_error("input:    %s\nexpected: %s\ngot:      %s\n", fx->input, fx->expect,
-			    buf_cstr(&whole));
+		            buf_cstr(&whole));
 		fail();
 	}
 
@@ -249,7 +249,7 @@ static void check_fixture(const struct fixture *fx)
 		run(fx, cuts, 1, &other);
 		if (strcmp(buf_cstr(&other), buf_cstr(&whole)) != 0) {
 			print_error("split at %zu differs:\n%s\nvs\n%s\n", i, buf_cstr(&other),
-				    buf_cstr(&whole));
+			            buf_cstr(&whole));
 			fail();
 		}
 	}
@@ -272,14 +272,15 @@ static void check_fixture(const struct fixture *fx)
 /* ---- the fixtures --------------------------------------------------- */
 
 #define FETCH_HDR "Message-ID: <123456789012@example.org>\r\n\r\n"
-#define FETCH_12                                                                                \
-	"* 12 FETCH (UID 5 FLAGS (\\Seen) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" "         \
+#define FETCH_12                                                                                   \
+	"* 12 FETCH (UID 5 FLAGS (\\Seen) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" "            \
 	"RFC822.SIZE 4286 BODY[HEADER.FIELDS (MESSAGE-ID)] {42}\r\n" FETCH_HDR ")\r\n"
-#define FETCH_12_ARGS                                                                           \
-	"(UID 5 FLAGS (\\Seen) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" RFC822.SIZE 4286 "   \
+#define FETCH_12_ARGS                                                                              \
+	"(UID 5 FLAGS (\\Seen) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" RFC822.SIZE 4286 "      \
 	"BODY[HEADER.FIELDS (MESSAGE-ID)] "
 #define CAPS "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS AUTH=PLAIN"
 
+/* clang-format off */
 static const struct fixture fixtures[] = {
 	/* status responses */
 	{ "a1 OK [APPENDUID 38505 3955] APPEND completed\r\n", 0, CB_NONE, LIM_DEFAULT,
@@ -444,6 +445,7 @@ static const struct fixture fixtures[] = {
 	  "* num=1 name=EXISTS\n* OK text=[\"\t\x7f\"]\nERROR: unexpected byte 0x01 in tag\n" },
 	/* regressions found by fuzzing */
 };
+/* clang-format on */
 
 static void test_fixtures(void **state)
 {
@@ -466,7 +468,7 @@ static void test_streamed_body(void **state)
 	buf_puts(&in, " FLAGS (\\Seen))\r\na1 OK done\r\n");
 
 	struct buf out = BUF_INIT(0);
-	struct cbctx ctx = { .out = &out, .abort_after = -1 };
+	struct cbctx ctx = {.out = &out, .abort_after = -1};
 	struct imap_parser *p = new_parser(CB_BODIES, LIM_DEFAULT, &ctx);
 	size_t used;
 
@@ -512,7 +514,7 @@ static void test_streamed_body(void **state)
 	imap_parser_free(&p);
 
 	/* Byte at a time and at random split points: same bytes out. */
-	struct fixture fx = { (const char *)in.data, in.len, CB_BODIES, LIM_DEFAULT, NULL };
+	struct fixture fx = {(const char *)in.data, in.len, CB_BODIES, LIM_DEFAULT, NULL};
 	struct buf whole = BUF_INIT(0), other = BUF_INIT(0);
 	run(&fx, NULL, 0, &whole);
 	size_t *cuts = malloc(in.len * sizeof(*cuts));
@@ -549,18 +551,18 @@ static void test_buffered_literal_limit_default(void **state)
 	const char *in = "* 1 FETCH (BODY[] {1048577}\r\n";
 	size_t used;
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in), &used),
-			 IMAP_PARSE_ERROR);
+	                 IMAP_PARSE_ERROR);
 	assert_string_equal(imap_parser_error(p), "literal of 1048577 bytes is too large to buffer "
-						  "(limit 1048576 bytes per response)");
+	                                          "(limit 1048576 bytes per response)");
 	/* reset makes it usable again */
 	imap_parser_reset(p);
 	in = "* 1 FETCH (BODY[] {1048576}\r\n";
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in), &used),
-			 IMAP_PARSE_MORE);
+	                 IMAP_PARSE_MORE);
 	uint8_t *big = calloc(1, 1048576);
 	assert_int_equal(imap_parser_feed(p, big, 1048576, &used), IMAP_PARSE_MORE);
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)")\r\n", 3, &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	const struct imap_arg *lit = imap_parser_response(p)->args->child->next;
 	assert_int_equal(lit->type, IMAP_ARG_LITERAL);
 	assert_int_equal(lit->len, 1048576);
@@ -572,7 +574,7 @@ static void test_buffered_literal_limit_default(void **state)
 static void test_consumer_abort(void **state)
 {
 	struct buf out = BUF_INIT(0);
-	struct cbctx ctx = { .out = &out, .abort_after = 1 };
+	struct cbctx ctx = {.out = &out, .abort_after = 1};
 	struct imap_parser *p = new_parser(CB_BODIES, LIM_DEFAULT, &ctx);
 	const char *in = "* 1 FETCH (BODY[] {10}\r\n0123456789)\r\n";
 	size_t used, off = 0;
@@ -591,7 +593,7 @@ static void test_consumer_abort(void **state)
 	ctx.abort_after = -1;
 	in = "* 2 EXISTS\r\n";
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in), &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	assert_int_equal(imap_parser_response(p)->number, 2);
 	imap_parser_free(&p);
 	buf_release(&out);
@@ -603,19 +605,19 @@ static void test_consumed_stops_at_response(void **state)
 	const char *in = "* 1 EXISTS\r\n* 2 EXISTS\r\n* 3 EX";
 	size_t used;
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in), &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	assert_int_equal(used, 12);
 	const struct imap_response *r1 = imap_parser_response(p);
 	assert_int_equal(r1->number, 1);
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + 12, strlen(in) - 12, &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	assert_int_equal(used, 12);
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + 24, strlen(in) - 24, &used),
-			 IMAP_PARSE_MORE);
+	                 IMAP_PARSE_MORE);
 	assert_int_equal(used, 6);
 	assert_null(imap_parser_response(p));
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)"ISTS\r\n", 6, &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	assert_int_equal(imap_parser_response(p)->number, 3);
 	imap_parser_free(&p);
 	imap_parser_free(&p); /* NULL is fine */
@@ -624,12 +626,12 @@ static void test_consumed_stops_at_response(void **state)
 static void test_callback_sees_partial_response(void **state)
 {
 	struct buf out = BUF_INIT(0);
-	struct cbctx ctx = { .out = &out, .abort_after = -1 };
+	struct cbctx ctx = {.out = &out, .abort_after = -1};
 	struct imap_parser *p = new_parser(CB_BODIES, LIM_DEFAULT, &ctx);
 	const char *in = "* 5 FETCH (UID 9 BODY[TEXT] {1}\r\nx)\r\n";
 	size_t used;
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in), &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	assert_string_equal(ctx.seen_list, "UID");
 	assert_string_equal(ctx.seen_prev, "BODY[TEXT]");
 	assert_string_equal(ctx.seen_name, "FETCH");
@@ -644,10 +646,10 @@ static void test_arg_helpers(void **state)
 {
 	struct imap_parser *p = imap_parser_new(NULL, NULL, NULL);
 	const char *in = "* X 18446744073709551615 18446744073709551616 012 -1 1a \"7\" NIL () "
-			 "{2}\r\n42 fetch\r\n";
+	                 "{2}\r\n42 fetch\r\n";
 	size_t used;
 	assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, strlen(in), &used),
-			 IMAP_PARSE_RESPONSE);
+	                 IMAP_PARSE_RESPONSE);
 	const struct imap_arg *a = imap_parser_response(p)->args;
 	uint64_t n = 0;
 	assert_int_equal(imap_arg_count(a), 10);
@@ -692,13 +694,13 @@ static void test_arg_helpers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fixtures),
-		cmocka_unit_test(test_streamed_body),
-		cmocka_unit_test(test_buffered_literal_limit_default),
-		cmocka_unit_test(test_consumer_abort),
-		cmocka_unit_test(test_consumed_stops_at_response),
-		cmocka_unit_test(test_callback_sees_partial_response),
-		cmocka_unit_test(test_arg_helpers),
+	    cmocka_unit_test(test_fixtures),
+	    cmocka_unit_test(test_streamed_body),
+	    cmocka_unit_test(test_buffered_literal_limit_default),
+	    cmocka_unit_test(test_consumer_abort),
+	    cmocka_unit_test(test_consumed_stops_at_response),
+	    cmocka_unit_test(test_callback_sees_partial_response),
+	    cmocka_unit_test(test_arg_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

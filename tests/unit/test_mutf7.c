@@ -18,6 +18,7 @@ struct vector {
 };
 
 /* Expected encodings cross-checked against Python's UTF-16 + base64. */
+/* clang-format off */
 static const struct vector vectors[] = {
 	{ "", "" },
 	{ "INBOX", "INBOX" },
@@ -41,6 +42,7 @@ static const struct vector vectors[] = {
 	  "\xe9\x80\x81\xe4\xbf\xa1\xe6\xb8\x88\xe3\x81\xbf\xe3\x82\xa2\xe3\x82\xa4\xe3\x83\x86"
 	  "\xe3\x83\xa0" },                                                /* 送信済みアイテム */
 };
+/* clang-format on */
 
 static void test_vectors(void **state)
 {
@@ -84,33 +86,33 @@ static void test_appends(void **state)
 }
 
 static const char *const bad_mutf7[] = {
-	"&ZeVn",          /* not closed */
-	"&ZeVnLIqe",      /* not closed */
-	"&",              /* not closed */
-	"abc&",           /* not closed */
-	"&AGE-",          /* 'a' must be literal */
-	"&ACY-",          /* '&' must be "&-" */
-	"&ACA-",          /* ' ' must be literal */
-	"&AH4-",          /* '~' must be literal */
-	"&AAA-",          /* U+0000 */
-	"&Ze!n-",         /* bad base64 */
-	"&ZeVn/Iqe-",     /* '/' is ',' in modified base64 */
-	"&ZeVnLIqe=-",    /* no padding in modified base64 */
-	"&&",             /* '&' inside a run */
-	"&&-",
-	"&2D0-",          /* lone high surrogate */
-	"&2D3YPQ-",       /* high followed by high */
-	"&3gA-",          /* lone low surrogate */
-	"&AOTeAA-",       /* low after an ordinary char */
-	"&U,BTFx-",       /* non-zero padding bits */
-	"&U,BTFwA-",      /* a whole base64 char of padding */
-	"&U-",            /* 6 bits: not even one unit */
-	"&U,B-",          /* 2 bits left over, not zero */
-	"Entw\xc3\xbcrfe", /* 8-bit */
-	"\xff",
-	"a\x01",          /* control characters are encoded, never raw */
-	"\x7f",
-	"a\tb",
+    "&ZeVn",       /* not closed */
+    "&ZeVnLIqe",   /* not closed */
+    "&",           /* not closed */
+    "abc&",        /* not closed */
+    "&AGE-",       /* 'a' must be literal */
+    "&ACY-",       /* '&' must be "&-" */
+    "&ACA-",       /* ' ' must be literal */
+    "&AH4-",       /* '~' must be literal */
+    "&AAA-",       /* U+0000 */
+    "&Ze!n-",      /* bad base64 */
+    "&ZeVn/Iqe-",  /* '/' is ',' in modified base64 */
+    "&ZeVnLIqe=-", /* no padding in modified base64 */
+    "&&",          /* '&' inside a run */
+    "&&-",
+    "&2D0-",           /* lone high surrogate */
+    "&2D3YPQ-",        /* high followed by high */
+    "&3gA-",           /* lone low surrogate */
+    "&AOTeAA-",        /* low after an ordinary char */
+    "&U,BTFx-",        /* non-zero padding bits */
+    "&U,BTFwA-",       /* a whole base64 char of padding */
+    "&U-",             /* 6 bits: not even one unit */
+    "&U,B-",           /* 2 bits left over, not zero */
+    "Entw\xc3\xbcrfe", /* 8-bit */
+    "\xff",
+    "a\x01", /* control characters are encoded, never raw */
+    "\x7f",
+    "a\tb",
 };
 
 static void test_bad_mutf7(void **state)
@@ -133,24 +135,25 @@ static void test_bad_mutf7(void **state)
 }
 
 static const char *const bad_utf8[] = {
-	"\xc0\xaf",         /* overlong '/' */
-	"\xc1\xbf",         /* overlong */
-	"\xe0\x80\xaf",     /* overlong */
-	"\xe0\x9f\xbf",     /* overlong (below U+0800) */
-	"\xf0\x8f\xbf\xbf", /* overlong (below U+10000) */
-	"\xed\xa0\x80",     /* U+D800 */
-	"\xed\xbf\xbf",     /* U+DFFF */
-	"\xed\xa0\xbd\xed\xb8\x80", /* CESU-8 surrogate pair */
-	"\xf4\x90\x80\x80", /* above U+10FFFF */
-	"\xf5\x80\x80\x80",
-	"\xe6\x97",         /* truncated */
-	"abc\xe6",          /* truncated at end */
-	"\xf0\x9f\x98",     /* truncated */
-	"\x80",             /* stray continuation */
-	"a\xbf" "b",
-	"\xc3\x28",         /* bad continuation */
-	"\xff",
-	"\xfe",
+    "\xc0\xaf",                 /* overlong '/' */
+    "\xc1\xbf",                 /* overlong */
+    "\xe0\x80\xaf",             /* overlong */
+    "\xe0\x9f\xbf",             /* overlong (below U+0800) */
+    "\xf0\x8f\xbf\xbf",         /* overlong (below U+10000) */
+    "\xed\xa0\x80",             /* U+D800 */
+    "\xed\xbf\xbf",             /* U+DFFF */
+    "\xed\xa0\xbd\xed\xb8\x80", /* CESU-8 surrogate pair */
+    "\xf4\x90\x80\x80",         /* above U+10FFFF */
+    "\xf5\x80\x80\x80",
+    "\xe6\x97",     /* truncated */
+    "abc\xe6",      /* truncated at end */
+    "\xf0\x9f\x98", /* truncated */
+    "\x80",         /* stray continuation */
+    "a\xbf"
+    "b",
+    "\xc3\x28", /* bad continuation */
+    "\xff",
+    "\xfe",
 };
 
 static void test_bad_utf8(void **state)
@@ -189,13 +192,27 @@ static size_t random_utf8(char *out, unsigned *seed)
 	for (int i = 0; i < count; i++) {
 		uint32_t cp;
 		switch (rand_r(seed) % 7) {
-		case 0: cp = 0x20 + (uint32_t)rand_r(seed) % 0x5f; break;
-		case 1: cp = '&'; break;
-		case 2: cp = 1 + (uint32_t)rand_r(seed) % 0x1f; break;
-		case 3: cp = 0x80 + (uint32_t)rand_r(seed) % 0x780; break;
-		case 4: cp = 0xd000 + (uint32_t)rand_r(seed) % 0x2fff; break;
-		case 5: cp = 0x10000 + (uint32_t)rand_r(seed) % 0x100000; break;
-		default: cp = 0x3000 + (uint32_t)rand_r(seed) % 0x6000; break;
+		case 0:
+			cp = 0x20 + (uint32_t)rand_r(seed) % 0x5f;
+			break;
+		case 1:
+			cp = '&';
+			break;
+		case 2:
+			cp = 1 + (uint32_t)rand_r(seed) % 0x1f;
+			break;
+		case 3:
+			cp = 0x80 + (uint32_t)rand_r(seed) % 0x780;
+			break;
+		case 4:
+			cp = 0xd000 + (uint32_t)rand_r(seed) % 0x2fff;
+			break;
+		case 5:
+			cp = 0x10000 + (uint32_t)rand_r(seed) % 0x100000;
+			break;
+		default:
+			cp = 0x3000 + (uint32_t)rand_r(seed) % 0x6000;
+			break;
 		}
 		if (cp >= 0xd800 && cp <= 0xdfff)
 			cp = 0xfffd;
@@ -276,9 +293,9 @@ static void test_random_mutf7(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vectors),     cmocka_unit_test(test_appends),
-		cmocka_unit_test(test_bad_mutf7),   cmocka_unit_test(test_bad_utf8),
-		cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_random_mutf7),
+	    cmocka_unit_test(test_vectors),    cmocka_unit_test(test_appends),
+	    cmocka_unit_test(test_bad_mutf7),  cmocka_unit_test(test_bad_utf8),
+	    cmocka_unit_test(test_round_trip), cmocka_unit_test(test_random_mutf7),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
