@@ -726,7 +726,7 @@ def corpus_files(group=None):
 
 def load_corpus_message(path):
     """-> (raw bytes without the mbox From line, unix time of that line or
-    None).  Line endings are made CRLF (what IMAP carries)."""
+    None).  Line endings are made CRLF (what IMAP carries), see below."""
     with open(path, 'rb') as f:
         data = f.read()
     when = None
@@ -736,7 +736,11 @@ def load_corpus_message(path):
         m = _FROM_RE.match(first.rstrip(b'\r'))
         if m:
             when = _parse_ctime(m.group(1).decode('ascii', 'replace'))
-    data = data.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+    # CRLF line endings.  Runs of CRs before a LF ("\r\r\n", in a few spam
+    # files) are folded: Dovecot stores a line end as LF, dropping one CR,
+    # so such a message would come back from FETCH with one CR less than
+    # appended and no IMAP copy could reproduce the source's stored bytes.
+    data = re.sub(rb'\r*\n', b'\r\n', data)
     return data, when
 
 
