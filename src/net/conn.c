@@ -23,8 +23,8 @@
  *   server" with the context it knows.  During the handshake an EOF is an
  *   error, never a 0.
  *
- * - One SSL_CTX per connection, made in conn_open() so that a bad CA file
- *   is a configuration error before any network traffic.
+ * - One SSL_CTX per connection (no shared state between connections or
+ *   threads), made when TLS is first needed.
  */
 #include "net/conn.h"
 
@@ -51,6 +51,9 @@
 #include "util/mem.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
+/* Largest piece handed to one send()/SSL_write(): the kernel takes less
+ * anyway, and it keeps the sanitizers' per-call range checks small. */
+#define WRITE_CHUNK (256 * 1024)
 /* Our BIO's type: a source/sink with an index of its own; it only
  * matters to BIO_find_type(), which nothing here uses. */
 #define CONN_BIO_TYPE ((BIO_TYPE_START + 37) | BIO_TYPE_SOURCE_SINK)
@@ -747,7 +750,10 @@ struct conn *conn_open(const struct conn_opts *opts, struct err *err)
 		 c->host, (unsigned)c->port);
 	snprintf(c->tls_desc, sizeof(c->tls_desc), "plain");
 
-	if (make_ctx(c, err) < 0 || tcp_connect(c, opts, err) < 0 ||
+	/* For implicit TLS the context (and so the CA file) is checked
+	 * before any traffic; a plain connection makes it at STARTTLS, as
+	 * loading the system trust store costs a few milliseconds. */
+	if ((opts->tls && make_ctx(c, err) < 0) || tcp_connect(c, opts, err) < 0 ||
 	    (opts->tls && tls_handshake(c, err) < 0)) {
 		conn_close(&c);
 		return NULL;
@@ -762,7 +768,7 @@ int conn_starttls(struct conn *c, struct err *err)
 	if (c->ssl)
 		return err_set(err, ERR_INTERNAL, "STARTTLS on %s: TLS is already on",
 			       c->where);
-	if (tls_handshake(c, err) < 0) {
+	if ((!c->ctx && make_ctx(c, err) < 0) || tls_handshake(c, err) < 0) {
 		drop(c);
 		return -1;
 	}
@@ -873,13 +879,17 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
 	if (c->fd < 0)
 		return closed_error(c, err, "sending");
 	while (off < len) {
-		size_t done = 0;
+		size_t done = 0, chunk = len - off;
 		short want = POLLOUT;
+
+		/* a retry after WANT_WRITE passes the same (p + off, chunk) */
+		if (chunk > WRITE_CHUNK)
+			chunk = WRITE_CHUNK;
 
 		if (c->ssl) {
 			ERR_clear_error();
 			c->io_errno = 0;
-			if (SSL_write_ex(c->ssl, p + off, len - off, &done) == 1)
+			if (SSL_write_ex(c->ssl, p + off, chunk, &done) == 1)
 				goto sent;
 			int e = SSL_get_error(c->ssl, 0);
 			if (e == SSL_ERROR_WANT_READ) {
@@ -901,7 +911,7 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
 					       c->where, ssl_reason(why, sizeof(why), NULL));
 			}
 		} else {
-			ssize_t n = send(c->fd, p + off, len - off, MSG_NOSIGNAL);
+			ssize_t n = send(c->fd, p + off, chunk, MSG_NOSIGNAL);
 			if (n >= 0) {
 				done = (size_t)n;
 				goto sent;
