@@ -121,10 +121,18 @@ static uint64_t parse(const uint8_t *data, size_t size, uint8_t mode, int split)
 				digest(&r, imap_parser_response(p));
 			} else if (res == IMAP_PARSE_ERROR) {
 				const char *e = imap_parser_error(p);
+				bool aborted = strcmp(e, "aborted by consumer") == 0;
 				mix(&r, e, strlen(e));
+				/* Go on after the bad byte: both runs fail at the
+				 * same offset, and later responses get fuzzed too.
+				 * Not after a consumer abort, whose offset is the
+				 * end of whatever chunk the consumer refused. */
 				imap_parser_reset(p);
 				r.open = 0;
-				off = end = size; /* the rest of the stream is lost */
+				if (aborted)
+					off = end = size;
+				else
+					mix(&r, &off, sizeof(off));
 			}
 		}
 	}

@@ -47,7 +47,7 @@ for t in $targets; do
 		echo "== $t: FAILED (log $build/$t.log, crashers in $art)"
 		failed="$failed $t"
 	else
-		grep -E '^Done [0-9]+ runs' "$build/$t.log" || true
+		grep -aE '^Done [0-9]+ runs' "$build/$t.log" || true
 	fi
 done
 
