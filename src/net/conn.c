@@ -6,7 +6,8 @@
  *   against a deadline: connect waits up to the timeout per address; the
  *   TLS handshake has one deadline for the whole handshake; conn_read has
  *   one deadline per call; conn_write restarts its deadline whenever bytes
- *   go out ("each period without progress").
+ *   go out or come in through the drain callback ("each period without
+ *   progress").
  *
  * - SIGPIPE: conn never raises it.  Plain I/O uses send(MSG_NOSIGNAL), and
  *   OpenSSL talks to the socket only through a tiny BIO of ours that does
@@ -59,11 +60,11 @@
 #define CONN_BIO_TYPE ((BIO_TYPE_START + 37) | BIO_TYPE_SOURCE_SINK)
 
 #define HINT_PORT "is the server running and the port right?"
-#define HINT_TLS_PORT                                                      \
-	"is this a TLS port? imaps:// is usually port 993, imap:// (STARTTLS) " \
+#define HINT_TLS_PORT                                                                              \
+	"is this a TLS port? imaps:// is usually port 993, imap:// (STARTTLS) "                    \
 	"port 143"
-#define HINT_CA_FILE                                                       \
-	"if the server uses a private or self-signed CA, pass that CA's "  \
+#define HINT_CA_FILE                                                                               \
+	"if the server uses a private or self-signed CA, pass that CA's "                          \
 	"certificate with --ca-file"
 
 struct conn {
@@ -77,11 +78,11 @@ struct conn {
 
 	SSL_CTX *ctx;
 	BIO_METHOD *biometh; /* must outlive the BIO inside ssl */
-	SSL *ssl;	     /* NULL until TLS is on */
-	bool tls_dead;	     /* fatal TLS error: no close_notify on close */
-	X509 *bad_cert;	     /* first certificate verification failed on */
+	SSL *ssl;            /* NULL until TLS is on */
+	bool tls_dead;       /* fatal TLS error: no close_notify on close */
+	X509 *bad_cert;      /* first certificate verification failed on */
 	int bad_depth;
-	X509 *leaf; /* the server's certificate, for messages */
+	X509 *leaf;   /* the server's certificate, for messages */
 	int io_errno; /* last socket error our BIO saw */
 	bool io_eof;  /* our BIO saw the peer's FIN */
 	char tls_desc[128];
@@ -121,7 +122,7 @@ static int wait_fd(int fd, short events, int64_t deadline, short *revents_r)
 		int64_t left = deadline - now_ms();
 		if (left < 0)
 			left = 0;
-		struct pollfd pfd = { .fd = fd, .events = events };
+		struct pollfd pfd = {.fd = fd, .events = events};
 		int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -144,8 +145,8 @@ static bool is_ip_literal(const char *s)
 static void addr_text(const struct sockaddr *sa, char *out, size_t outlen)
 {
 	const void *a = sa->sa_family == AF_INET6
-				? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-				: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	                    ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+	                    : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
 	if (!inet_ntop(sa->sa_family, a, out, (socklen_t)outlen))
 		snprintf(out, outlen, "?");
 }
@@ -172,15 +173,15 @@ static const char *io_words(int e)
 
 static int io_error(struct conn *c, struct err *err, const char *doing, int e)
 {
-	return err_set(err, ERR_TRANSIENT, "connection to %s lost while %s: %s",
-		       c->where, doing, io_words(e));
+	return err_set(err, ERR_TRANSIENT, "connection to %s lost while %s: %s", c->where, doing,
+	               io_words(e));
 }
 
 static int closed_error(struct conn *c, struct err *err, const char *doing)
 {
 	return err_set(err, ERR_TRANSIENT,
-		       "connection to %s lost while %s: connection closed by server",
-		       c->where, doing);
+	               "connection to %s lost while %s: connection closed by server", c->where,
+	               doing);
 }
 
 /* The most specific reason OpenSSL queued, or a fallback; clears the
@@ -301,8 +302,8 @@ static int connect_errno_rank(int e)
  * our own wait ran out). */
 static int connect_one(const struct addrinfo *ai, int timeout_ms, int *errno_r)
 {
-	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			ai->ai_protocol);
+	int fd =
+	    socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0) {
 		*errno_r = errno;
 		return -1;
@@ -335,10 +336,10 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *errno_r)
 	return fd;
 }
 
-static int resolve(const struct conn_opts *opts, const char *where,
-		   struct addrinfo **res_r, struct err *err)
+static int resolve(const struct conn_opts *opts, const char *where, struct addrinfo **res_r,
+                   struct err *err)
 {
-	struct addrinfo hints = { 0 };
+	struct addrinfo hints = {0};
 	char port[8];
 	const char *name = opts->connect_addr ? opts->connect_addr : opts->host;
 
@@ -352,8 +353,8 @@ static int resolve(const struct conn_opts *opts, const char *where,
 		return 0;
 	if (opts->connect_addr) {
 		err_set(err, ERR_CONFIG,
-			"cannot connect to %s: connect address \"%s\" is not an IP address",
-			where, opts->connect_addr);
+		        "cannot connect to %s: connect address \"%s\" is not an IP address", where,
+		        opts->connect_addr);
 		err_hint(err, "give an IPv4 or IPv6 address to connect to");
 		return -1;
 	}
@@ -368,17 +369,16 @@ static int resolve(const struct conn_opts *opts, const char *where,
 		break;
 	case EAI_AGAIN:
 		err_set(err, ERR_TRANSIENT,
-			"cannot connect to %s: temporary failure looking up the host name",
-			where);
+		        "cannot connect to %s: temporary failure looking up the host name", where);
 		err_hint(err, "check the host name and this machine's DNS resolver");
 		break;
 	case EAI_SYSTEM:
 		err_set(err, ERR_TRANSIENT, "cannot connect to %s: looking up the host name: %s",
-			where, strerror(errno));
+		        where, strerror(errno));
 		break;
 	default:
 		err_set(err, ERR_CONFIG, "cannot connect to %s: looking up the host name: %s",
-			where, gai_strerror(rc));
+		        where, gai_strerror(rc));
 		err_hint(err, "check the host name");
 		break;
 	}
@@ -403,7 +403,7 @@ static int tcp_connect(struct conn *c, const struct conn_opts *opts, struct err 
 		addr_text(ai->ai_addr, a, sizeof(a));
 		if (tlen < sizeof(tried)) {
 			int k = snprintf(tried + tlen, sizeof(tried) - tlen, "%s%s",
-					 ntried ? ", " : "", a);
+			                 ntried ? ", " : "", a);
 			if (k > 0)
 				tlen += (size_t)k;
 		}
@@ -426,20 +426,18 @@ static int tcp_connect(struct conn *c, const struct conn_opts *opts, struct err 
 	if (ntried > 1 || (ntried == 1 && strcmp(tried, c->host) != 0))
 		snprintf(paren, sizeof(paren), " (%s)", tried);
 	if (ntried == 0) {
-		err_set(err, ERR_CONFIG, "cannot connect to %s: no IPv4 or IPv6 address",
-			c->where);
+		err_set(err, ERR_CONFIG, "cannot connect to %s: no IPv4 or IPv6 address", c->where);
 		err_hint(err, "check the host name");
 		return -1;
 	}
 	if (best == ETIMEDOUT) {
 		char t[32];
-		err_set(err, ERR_TRANSIENT, "cannot connect to %s%s: timed out after %s",
-			c->where, paren, secs(t, sizeof(t), c->timeout_ms));
+		err_set(err, ERR_TRANSIENT, "cannot connect to %s%s: timed out after %s", c->where,
+		        paren, secs(t, sizeof(t), c->timeout_ms));
 		err_hint(err, HINT_PORT " (a firewall may be dropping the connection)");
 		return -1;
 	}
-	err_set(err, ERR_TRANSIENT, "cannot connect to %s%s: %s", c->where, paren,
-		io_words(best));
+	err_set(err, ERR_TRANSIENT, "cannot connect to %s%s: %s", c->where, paren, io_words(best));
 	if (best == ENETUNREACH || best == EHOSTUNREACH)
 		err_hint(err, "check the host name and this machine's network");
 	else
@@ -475,8 +473,8 @@ static int verify_cb(int ok, X509_STORE_CTX *sctx)
 
 /* Append one name for a message, keeping only printable ASCII: the text
  * comes from the server and ends up on a terminal. */
-static void add_name(char *out, size_t outlen, size_t *n, size_t *count,
-		     const unsigned char *s, size_t len)
+static void add_name(char *out, size_t outlen, size_t *n, size_t *count, const unsigned char *s,
+                     size_t len)
 {
 	char clean[256];
 	size_t k = 0;
@@ -507,7 +505,7 @@ static void cert_names(X509 *cert, char *out, size_t outlen)
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		if (g->type == GEN_DNS) {
 			add_name(out, outlen, &n, &count, ASN1_STRING_get0_data(g->d.dNSName),
-				 (size_t)ASN1_STRING_length(g->d.dNSName));
+			         (size_t)ASN1_STRING_length(g->d.dNSName));
 		} else if (g->type == GEN_IPADD) {
 			const unsigned char *ip = ASN1_STRING_get0_data(g->d.iPAddress);
 			int iplen = ASN1_STRING_length(g->d.iPAddress);
@@ -515,7 +513,7 @@ static void cert_names(X509 *cert, char *out, size_t outlen)
 			if ((iplen == 4 && inet_ntop(AF_INET, ip, a, sizeof(a))) ||
 			    (iplen == 16 && inet_ntop(AF_INET6, ip, a, sizeof(a))))
 				add_name(out, outlen, &n, &count, (const unsigned char *)a,
-					 strlen(a));
+				         strlen(a));
 		}
 	}
 	GENERAL_NAMES_free(gens);
@@ -526,7 +524,7 @@ static void cert_names(X509 *cert, char *out, size_t outlen)
 	if (i >= 0) {
 		ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
 		add_name(out, outlen, &n, &count, ASN1_STRING_get0_data(cn),
-			 (size_t)ASN1_STRING_length(cn));
+		         (size_t)ASN1_STRING_length(cn));
 	}
 }
 
@@ -555,27 +553,27 @@ static int verify_error(struct conn *c, long vr, struct err *err)
 		cert_names(c->leaf, names, sizeof(names));
 		if (names[0])
 			err_set(err, ERR_ACCOUNT, "TLS certificate does not match %s: it is for %s",
-				c->host, names);
+			        c->host, names);
 		else
 			err_set(err, ERR_ACCOUNT,
-				"TLS certificate does not match %s: it names no host", c->host);
+			        "TLS certificate does not match %s: it names no host", c->host);
 		err_hint(err, "connect with the name on the certificate (its FQDN)");
 		break;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 		asn1_time_text(bad ? X509_get0_notAfter(bad) : NULL, when, sizeof(when));
 		err_set(err, ERR_ACCOUNT, "TLS certificate %s%s has expired (valid until %s)",
-			leaf ? "of " : "in the chain of ", c->where, when[0] ? when : "?");
+		        leaf ? "of " : "in the chain of ", c->where, when[0] ? when : "?");
 		err_hint(err, "the server's certificate must be renewed");
 		break;
 	case X509_V_ERR_CERT_NOT_YET_VALID:
 		asn1_time_text(bad ? X509_get0_notBefore(bad) : NULL, when, sizeof(when));
 		err_set(err, ERR_ACCOUNT, "TLS certificate %s%s is not valid yet (valid from %s)",
-			leaf ? "of " : "in the chain of ", c->where, when[0] ? when : "?");
+		        leaf ? "of " : "in the chain of ", c->where, when[0] ? when : "?");
 		err_hint(err, "check this machine's clock");
 		break;
 	default:
 		err_set(err, ERR_ACCOUNT, "TLS certificate chain of %s could not be verified: %s",
-			c->where, X509_verify_cert_error_string(vr));
+		        c->where, X509_verify_cert_error_string(vr));
 		err_hint(err, HINT_CA_FILE);
 		break;
 	}
@@ -596,7 +594,7 @@ static int handshake_error(struct conn *c, int e, struct err *err)
 	if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) {
 		ERR_clear_error();
 		err_set(err, ERR_TRANSIENT, "TLS handshake with %s failed: %s", c->where,
-			c->io_errno ? io_words(c->io_errno) : "connection closed by server");
+		        c->io_errno ? io_words(c->io_errno) : "connection closed by server");
 		err_hint(err, HINT_TLS_PORT);
 		return -1;
 	}
@@ -610,7 +608,7 @@ static int handshake_error(struct conn *c, int e, struct err *err)
 	case SSL_R_UNSUPPORTED_PROTOCOL:
 	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
 		err_hint(err, "the server seems to offer only TLS older than 1.2, "
-			      "which imapmig does not accept");
+		              "which imapmig does not accept");
 		break;
 	}
 	return -1;
@@ -629,8 +627,8 @@ static int make_ctx(struct conn *c, struct err *err)
 	SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
 	/* Partial writes let conn_write count progress per record; the
 	 * buffer may move between retries because our offset advances. */
-	SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(c->ctx,
+	                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (c->insecure) {
 		SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
 		return 0;
@@ -670,12 +668,12 @@ static int tls_handshake(struct conn *c, struct err *err)
 		X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
 		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, c->host)
-			    : X509_VERIFY_PARAM_set1_host(vp, c->host, 0);
+		            : X509_VERIFY_PARAM_set1_host(vp, c->host, 0);
 		if (ok != 1) {
 			c->tls_dead = true;
 			ERR_clear_error();
 			err_set(err, ERR_CONFIG, "cannot check TLS certificates for host \"%s\"",
-				c->host);
+			        c->host);
 			err_hint(err, "check the host name");
 			return -1;
 		}
@@ -691,13 +689,12 @@ static int tls_handshake(struct conn *c, struct err *err)
 		int e = SSL_get_error(c->ssl, r);
 		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
 			return handshake_error(c, e, err);
-		int w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline,
-				NULL);
+		int w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline, NULL);
 		if (w == 0) {
 			char t[32];
 			c->tls_dead = true;
 			err_set(err, ERR_TRANSIENT, "TLS handshake with %s timed out after %s",
-				c->where, secs(t, sizeof(t), c->timeout_ms));
+			        c->where, secs(t, sizeof(t), c->timeout_ms));
 			err_hint(err, HINT_TLS_PORT);
 			return -1;
 		}
@@ -707,7 +704,7 @@ static int tls_handshake(struct conn *c, struct err *err)
 		}
 	}
 	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s %s", SSL_get_version(c->ssl),
-		 SSL_get_cipher_name(c->ssl));
+	         SSL_get_cipher_name(c->ssl));
 	return 0;
 }
 
@@ -746,8 +743,8 @@ struct conn *conn_open(const struct conn_opts *opts, struct err *err)
 	c->ca_file = opts->ca_file ? xstrdup(opts->ca_file) : NULL;
 	c->insecure = opts->insecure;
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
-	snprintf(c->where, sizeof(c->where), strchr(c->host, ':') ? "[%s]:%u" : "%s:%u",
-		 c->host, (unsigned)c->port);
+	snprintf(c->where, sizeof(c->where), strchr(c->host, ':') ? "[%s]:%u" : "%s:%u", c->host,
+	         (unsigned)c->port);
 	snprintf(c->tls_desc, sizeof(c->tls_desc), "plain");
 
 	/* For implicit TLS the context (and so the CA file) is checked
@@ -766,8 +763,7 @@ int conn_starttls(struct conn *c, struct err *err)
 	if (c->fd < 0)
 		return closed_error(c, err, "starting TLS");
 	if (c->ssl)
-		return err_set(err, ERR_INTERNAL, "STARTTLS on %s: TLS is already on",
-			       c->where);
+		return err_set(err, ERR_INTERNAL, "STARTTLS on %s: TLS is already on", c->where);
 	if ((!c->ctx && make_ctx(c, err) < 0) || tls_handshake(c, err) < 0) {
 		drop(c);
 		return -1;
@@ -775,8 +771,7 @@ int conn_starttls(struct conn *c, struct err *err)
 	return 0;
 }
 
-ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms,
-		  struct err *err)
+ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms, struct err *err)
 {
 	int tmo = timeout_ms < 0 ? c->timeout_ms : timeout_ms;
 	int64_t deadline = now_ms() + tmo;
@@ -808,9 +803,10 @@ ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms,
 			else if (e != SSL_ERROR_WANT_READ) {
 				char why[256];
 				c->tls_dead = true;
-				return err_set(err, ERR_TRANSIENT,
-					       "connection to %s lost while receiving: TLS error: %s",
-					       c->where, ssl_reason(why, sizeof(why), NULL));
+				return err_set(
+				    err, ERR_TRANSIENT,
+				    "connection to %s lost while receiving: TLS error: %s",
+				    c->where, ssl_reason(why, sizeof(why), NULL));
 			}
 		} else {
 			ssize_t n = recv(c->fd, buf, len, 0);
@@ -829,8 +825,8 @@ ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms,
 		if (w == 0) {
 			char t[32];
 			return err_set(err, ERR_TRANSIENT,
-				       "timed out after %s waiting for data from %s",
-				       secs(t, sizeof(t), tmo), c->where);
+			               "timed out after %s waiting for data from %s",
+			               secs(t, sizeof(t), tmo), c->where);
 		}
 		if (w < 0)
 			return io_error(c, err, "receiving", errno);
@@ -907,8 +903,8 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
 				char why[256];
 				c->tls_dead = true;
 				return err_set(err, ERR_TRANSIENT,
-					       "connection to %s lost while sending: TLS error: %s",
-					       c->where, ssl_reason(why, sizeof(why), NULL));
+				               "connection to %s lost while sending: TLS error: %s",
+				               c->where, ssl_reason(why, sizeof(why), NULL));
 			}
 		} else {
 			ssize_t n = send(c->fd, p + off, chunk, MSG_NOSIGNAL);
@@ -923,31 +919,35 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
 		}
 
 		short events = want, revents = 0;
-		bool can_drain = want == POLLOUT && c->drain && !c->draining &&
-				 c->rx_bytes != idle_rx;
+		bool can_drain =
+		    want == POLLOUT && c->drain && !c->draining && c->rx_bytes != idle_rx;
 		if (can_drain)
 			events |= POLLIN;
 		int w = wait_fd(c->fd, events, deadline, &revents);
 		if (w == 0) {
 			char t[32];
 			return err_set(err, ERR_TRANSIENT, "timed out after %s sending to %s",
-				       secs(t, sizeof(t), c->timeout_ms), c->where);
+			               secs(t, sizeof(t), c->timeout_ms), c->where);
 		}
 		if (w < 0)
 			return io_error(c, err, "sending", errno);
-		if (can_drain && !(revents & (POLLOUT | POLLERR | POLLHUP)) &&
-		    (revents & POLLIN)) {
+		if (can_drain && !(revents & (POLLOUT | POLLERR | POLLHUP)) && (revents & POLLIN)) {
 			uint64_t before = c->rx_bytes;
 			c->draining = true;
 			int r = c->drain(c->drain_ctx, c, err);
 			c->draining = false;
 			if (r < 0)
 				return -1;
+			/* Bytes coming in show the connection is alive: a server
+			 * streaming a long FETCH reply may not read our bytes
+			 * for longer than the timeout. */
 			if (c->rx_bytes == before)
 				idle_rx = before;
+			else
+				deadline = now_ms() + c->timeout_ms;
 		}
 		continue;
-sent:
+	sent:
 		if (c->trace && done)
 			c->trace(c->trace_ctx, '>', p + off, done);
 		off += done;

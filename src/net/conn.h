@@ -21,6 +21,10 @@
  *    mail.old.example, *.old.example" with hint "connect with the name on
  *   the certificate (its FQDN)".
  * conn never sets err->side/user; callers add that with err_where().
+ *
+ * conn never raises SIGPIPE: every write, TLS included, goes through
+ * send(MSG_NOSIGNAL), so a server that hangs up gives an error, not a
+ * dead process.
  */
 #ifndef IMAPMIG_NET_CONN_H
 #define IMAPMIG_NET_CONN_H
@@ -63,7 +67,9 @@ int conn_starttls(struct conn *c, struct err *err);
 /* Read up to len bytes, waiting up to timeout_ms (<0: the connection's
  * timeout).  Returns bytes read (>0), 0 on orderly EOF from the peer, or
  * -1 with err set (ERR_TRANSIENT; "timed out after N s waiting for data"
- * when the wait ran out). */
+ * when the wait ran out).  Under TLS a peer that closes the TCP connection
+ * without close_notify also gives 0: many IMAP servers do so after BYE,
+ * and IMAP's own framing (tags, literal sizes) shows a truncated reply. */
 ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms,
 		  struct err *err);
 
@@ -71,14 +77,17 @@ ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms,
  * decrypted); lets a caller drain before it polls. */
 bool conn_has_buffered(struct conn *c);
 
-/* Wait until conn_read would not block, up to timeout_ms; 1 readable,
- * 0 timed out, -1 error. */
+/* Wait until conn_read would not block, up to timeout_ms (<0: the
+ * connection's timeout); 1 readable, 0 timed out, -1 error. */
 int conn_wait_readable(struct conn *c, int timeout_ms, struct err *err);
 
 /* Called by conn_write() when the peer is not accepting our bytes but has
  * bytes for us: the owner reads them (conn_read) so that a peer blocked on
  * writing its responses cannot deadlock us.  Return 0, or -1 to abort the
- * write with err set. */
+ * write with err set.  Never called re-entrantly; a call that reads
+ * nothing stops further calls in that conn_write() until it has read
+ * something (no spinning on a readable socket).  Bytes drained count as
+ * progress for the write's timeout (the connection is alive). */
 typedef int conn_drain_fn(void *ctx, struct conn *c, struct err *err);
 void conn_set_drain(struct conn *c, conn_drain_fn *fn, void *ctx);
 
@@ -87,7 +96,9 @@ void conn_set_drain(struct conn *c, conn_drain_fn *fn, void *ctx);
 int conn_write(struct conn *c, const void *data, size_t len, struct err *err);
 
 /* Observe plain-text traffic (for --verbose protocol traces); dir is '<'
- * for received, '>' for sent.  The callback must not call back into c. */
+ * for received, '>' for sent (each piece once it is on the wire, so a
+ * large write shows as several pieces).  The callback must not call back
+ * into c. */
 typedef void conn_trace_fn(void *ctx, char dir, const uint8_t *data, size_t len);
 void conn_set_trace(struct conn *c, conn_trace_fn *fn, void *ctx);
 

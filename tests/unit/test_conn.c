@@ -69,8 +69,8 @@ static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 
 /* A certificate for key, signed by issuer (NULL: self-signed CA), valid
  * from now+from_s to now+to_s seconds. */
-static X509 *make_cert(struct pki *p, EVP_PKEY *key, const char *cn, const char *san,
-		       X509 *issuer, EVP_PKEY *issuer_key, long from_s, long to_s)
+static X509 *make_cert(struct pki *p, EVP_PKEY *key, const char *cn, const char *san, X509 *issuer,
+                       EVP_PKEY *issuer_key, long from_s, long to_s)
 {
 	X509 *x = X509_new();
 	assert_non_null(x);
@@ -80,8 +80,7 @@ static X509 *make_cert(struct pki *p, EVP_PKEY *key, const char *cn, const char 
 	X509_gmtime_adj(X509_getm_notAfter(x), to_s);
 	X509_set_pubkey(x, key);
 	X509_NAME *name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
-				   -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
 	X509 *signer = issuer ? issuer : x;
 	if (!issuer) {
@@ -111,12 +110,10 @@ static int pki_setup(void **state)
 	assert_non_null(p->key);
 	p->ca = make_cert(p, p->ca_key, "imapmig test CA", NULL, NULL, NULL, -3600, 86400);
 	p->good = make_cert(p, p->key, TEST_HOST, SAN_GOOD, p->ca, p->ca_key, -3600, 86400);
-	p->partial = make_cert(p, p->key, "part", "DNS:f*.part.example", p->ca, p->ca_key,
-			       -3600, 86400);
-	p->cn_only = make_cert(p, p->key, "cn.test.example", NULL, p->ca, p->ca_key, -3600,
-			       86400);
-	p->expired = make_cert(p, p->key, TEST_HOST, SAN_GOOD, p->ca, p->ca_key, -7200,
-			       -3600);
+	p->partial =
+	    make_cert(p, p->key, "part", "DNS:f*.part.example", p->ca, p->ca_key, -3600, 86400);
+	p->cn_only = make_cert(p, p->key, "cn.test.example", NULL, p->ca, p->ca_key, -3600, 86400);
+	p->expired = make_cert(p, p->key, TEST_HOST, SAN_GOOD, p->ca, p->ca_key, -7200, -3600);
 
 	p->pattern = malloc(BULK);
 	assert_non_null(p->pattern);
@@ -151,12 +148,12 @@ static int pki_teardown(void **state)
 /* ---- the server thread ---- */
 
 enum srv_mode {
-	SRV_ECHO,      /* (TLS) echo one line, then close_notify */
-	SRV_TRUNCATE,  /* TLS: send a line, close TCP without close_notify */
-	SRV_SILENT,    /* accept, say nothing, wait for the client to go */
-	SRV_STARTTLS,  /* plain greeting, STARTTLS, then TLS echo */
-	SRV_BULK,      /* write BULK bytes, then read BULK bytes */
-	SRV_CLOSE,     /* accept and close at once */
+	SRV_ECHO,     /* (TLS) echo one line, then close_notify */
+	SRV_TRUNCATE, /* TLS: send a line, close TCP without close_notify */
+	SRV_SILENT,   /* accept, say nothing, wait for the client to go */
+	SRV_STARTTLS, /* plain greeting, STARTTLS, then TLS echo */
+	SRV_BULK,     /* write BULK bytes, then read BULK bytes */
+	SRV_CLOSE,    /* accept and close at once */
 };
 
 struct server {
@@ -236,7 +233,7 @@ static void *server_main(void *arg)
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	struct pollfd pfd = { .fd = s->lfd, .events = POLLIN };
+	struct pollfd pfd = {.fd = s->lfd, .events = POLLIN};
 	if (poll(&pfd, 1, 5000) != 1)
 		return NULL;
 	int fd = accept(s->lfd, NULL, NULL);
@@ -306,7 +303,7 @@ out:
 /* Listen on loopback (family AF_INET or AF_INET6) and start the thread;
  * cert NULL = plain.  Returns false when the family is not available. */
 static bool server_start(struct server *s, struct pki *p, int family, enum srv_mode mode,
-			 X509 *cert)
+                         X509 *cert)
 {
 	memset(s, 0, sizeof(*s));
 	s->mode = mode;
@@ -325,7 +322,7 @@ static bool server_start(struct server *s, struct pki *p, int family, enum srv_m
 		setsockopt(s->lfd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 		setsockopt(s->lfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	}
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss = {0};
 	socklen_t sl;
 	if (family == AF_INET) {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
@@ -345,7 +342,7 @@ static bool server_start(struct server *s, struct pki *p, int family, enum srv_m
 	assert_int_equal(listen(s->lfd, 4), 0);
 	assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&ss, &sl), 0);
 	s->port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-					  : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	                                  : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	if (cert) {
 		s->ctx = SSL_CTX_new(TLS_server_method());
 		assert_non_null(s->ctx);
@@ -365,10 +362,10 @@ static void server_join(struct server *s)
 
 /* ---- helpers on the client side ---- */
 
-static struct conn_opts opts_for(const struct server *s, const char *host,
-				 const char *addr, const char *ca)
+static struct conn_opts opts_for(const struct server *s, const char *host, const char *addr,
+                                 const char *ca)
 {
-	struct conn_opts o = { 0 };
+	struct conn_opts o = {0};
 	o.host = host;
 	o.port = s->port;
 	o.connect_addr = addr;
@@ -388,7 +385,7 @@ static int64_t mono_ms(void)
 /* Read exactly len bytes (test helper). */
 static void read_exact(struct conn *c, char *buf, size_t len)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	size_t got = 0;
 	while (got < len) {
 		ssize_t n = conn_read(c, (uint8_t *)buf + got, len - got, -1, &err);
@@ -413,12 +410,12 @@ static void trace_cb(void *ctx, char dir, const uint8_t *data, size_t len)
 /* A full TLS round trip: connect, echo a line, see close_notify as EOF. */
 static void echo_ok(struct server *s, const char *host, const char *addr, const char *ca)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	struct conn_opts o = opts_for(s, host, addr, ca);
 	struct conn *c = conn_open(&o, &err);
 	if (!c)
 		fail_msg("conn_open: %s -- %s", err.what, err.hint);
-	struct trace_log t = { 0 };
+	struct trace_log t = {0};
 	conn_set_trace(c, trace_cb, &t);
 	assert_true(conn_is_tls(c));
 	assert_string_equal(conn_host(c), host);
@@ -441,7 +438,7 @@ static void echo_ok(struct server *s, const char *host, const char *addr, const 
 /* conn_open must fail; returns the error. */
 static struct err open_fails(struct server *s, struct conn_opts *o)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	struct conn *c = conn_open(o, &err);
 	assert_null(c);
 	if (s)
@@ -493,15 +490,14 @@ static void test_tls_wildcard(void **state)
 	struct err err = open_fails(&s, &o);
 	assert_int_equal(err.kind, ERR_ACCOUNT);
 	assert_string_equal(err.what, "TLS certificate does not match a.b.wild.example: it is "
-				      "for imap.test.example, *.wild.example, 127.0.0.1, ::1");
+	                              "for imap.test.example, *.wild.example, 127.0.0.1, ::1");
 
 	/* no partial wildcards: f*.part.example does not cover foo.part.example */
 	server_start(&s, p, AF_INET, SRV_ECHO, p->partial);
 	o = opts_for(&s, "foo.part.example", "127.0.0.1", p->ca_path);
 	err = open_fails(&s, &o);
-	assert_string_equal(err.what,
-			    "TLS certificate does not match foo.part.example: it is for "
-			    "f*.part.example");
+	assert_string_equal(err.what, "TLS certificate does not match foo.part.example: it is for "
+	                              "f*.part.example");
 }
 
 static void test_tls_mismatch(void **state)
@@ -514,7 +510,7 @@ static void test_tls_mismatch(void **state)
 	assert_false(s.handshake_ok);
 	assert_int_equal(err.kind, ERR_ACCOUNT);
 	assert_string_equal(err.what, "TLS certificate does not match localhost: it is for "
-				      "imap.test.example, *.wild.example, 127.0.0.1, ::1");
+	                              "imap.test.example, *.wild.example, 127.0.0.1, ::1");
 	assert_string_equal(err.hint, "connect with the name on the certificate (its FQDN)");
 	assert_string_equal(err.host, ""); /* callers add where */
 
@@ -523,14 +519,14 @@ static void test_tls_mismatch(void **state)
 	o = opts_for(&s, "127.0.0.1", NULL, p->ca_path);
 	err = open_fails(&s, &o);
 	assert_string_equal(err.what, "TLS certificate does not match 127.0.0.1: it is for "
-				      "f*.part.example");
+	                              "f*.part.example");
 
 	/* no SAN: the names come from the CN */
 	server_start(&s, p, AF_INET, SRV_ECHO, p->cn_only);
 	o = opts_for(&s, TEST_HOST, "127.0.0.1", p->ca_path);
 	err = open_fails(&s, &o);
 	assert_string_equal(err.what, "TLS certificate does not match imap.test.example: it "
-				      "is for cn.test.example");
+	                              "is for cn.test.example");
 }
 
 static void test_tls_untrusted(void **state)
@@ -543,12 +539,12 @@ static void test_tls_untrusted(void **state)
 	struct err err = open_fails(&s, &o);
 	assert_int_equal(err.kind, ERR_ACCOUNT);
 	snprintf(want, sizeof(want),
-		 "TLS certificate chain of imap.test.example:%u could not be verified: "
-		 "unable to get local issuer certificate",
-		 s.port);
+	         "TLS certificate chain of imap.test.example:%u could not be verified: "
+	         "unable to get local issuer certificate",
+	         s.port);
 	assert_string_equal(err.what, want);
 	assert_string_equal(err.hint, "if the server uses a private or self-signed CA, pass "
-				      "that CA's certificate with --ca-file");
+	                              "that CA's certificate with --ca-file");
 }
 
 static void test_tls_expired(void **state)
@@ -560,9 +556,10 @@ static void test_tls_expired(void **state)
 	struct conn_opts o = opts_for(&s, TEST_HOST, "127.0.0.1", p->ca_path);
 	struct err err = open_fails(&s, &o);
 	assert_int_equal(err.kind, ERR_ACCOUNT);
-	snprintf(want, sizeof(want), "TLS certificate of imap.test.example:%u has expired "
-				     "(valid until ",
-		 s.port);
+	snprintf(want, sizeof(want),
+	         "TLS certificate of imap.test.example:%u has expired "
+	         "(valid until ",
+	         s.port);
 	assert_true(strncmp(err.what, want, strlen(want)) == 0);
 	assert_string_equal(err.hint, "the server's certificate must be renewed");
 }
@@ -572,7 +569,7 @@ static void test_tls_insecure(void **state)
 	struct pki *p = *state;
 	struct server s;
 	server_start(&s, p, AF_INET, SRV_ECHO, p->expired);
-	struct err err = { 0 };
+	struct err err = {0};
 	/* wrong name, expired, unknown CA: insecure connects anyway */
 	struct conn_opts o = opts_for(&s, "localhost", "127.0.0.1", NULL);
 	o.insecure = true;
@@ -588,8 +585,8 @@ static void test_tls_insecure(void **state)
 
 static void test_bad_ca_file(void **state)
 {
-	struct conn_opts o = { .host = TEST_HOST, .port = 993, .tls = true,
-			       .ca_file = "/nonexistent/ca.pem" };
+	struct conn_opts o = {
+	    .host = TEST_HOST, .port = 993, .tls = true, .ca_file = "/nonexistent/ca.pem"};
 	struct err err = open_fails(NULL, &o);
 	assert_int_equal(err.kind, ERR_CONFIG);
 	assert_true(strncmp(err.what, "cannot load CA file /nonexistent/ca.pem: ", 41) == 0);
@@ -599,7 +596,7 @@ static void test_tls_truncated_is_eof(void **state)
 {
 	struct pki *p = *state;
 	struct server s;
-	struct err err = { 0 };
+	struct err err = {0};
 	server_start(&s, p, AF_INET, SRV_TRUNCATE, p->good);
 	struct conn_opts o = opts_for(&s, TEST_HOST, "127.0.0.1", p->ca_path);
 	struct conn *c = conn_open(&o, &err);
@@ -616,7 +613,7 @@ static void test_refused(void **state)
 {
 	/* a port nobody listens on: bind one, note it, close it */
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t sl = sizeof(a);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sl), 0);
@@ -625,11 +622,10 @@ static void test_refused(void **state)
 	close(fd);
 
 	char want[256];
-	struct conn_opts o = { .host = "127.0.0.1", .port = port, .timeout_ms = 2000 };
+	struct conn_opts o = {.host = "127.0.0.1", .port = port, .timeout_ms = 2000};
 	struct err err = open_fails(NULL, &o);
 	assert_int_equal(err.kind, ERR_TRANSIENT);
-	snprintf(want, sizeof(want), "cannot connect to 127.0.0.1:%u: connection refused",
-		 port);
+	snprintf(want, sizeof(want), "cannot connect to 127.0.0.1:%u: connection refused", port);
 	assert_string_equal(err.what, want);
 	assert_string_equal(err.hint, "is the server running and the port right?");
 
@@ -638,28 +634,28 @@ static void test_refused(void **state)
 	o.connect_addr = "127.0.0.1";
 	err = open_fails(NULL, &o);
 	snprintf(want, sizeof(want),
-		 "cannot connect to imap.test.example:%u (127.0.0.1): connection refused", port);
+	         "cannot connect to imap.test.example:%u (127.0.0.1): connection refused", port);
 	assert_string_equal(err.what, want);
 
 	o.connect_addr = "not-an-ip";
 	err = open_fails(NULL, &o);
 	assert_int_equal(err.kind, ERR_CONFIG);
 	snprintf(want, sizeof(want),
-		 "cannot connect to imap.test.example:%u: connect address \"not-an-ip\" is "
-		 "not an IP address",
-		 port);
+	         "cannot connect to imap.test.example:%u: connect address \"not-an-ip\" is "
+	         "not an IP address",
+	         port);
 	assert_string_equal(err.what, want);
 }
 
 static void test_name_not_found(void **state)
 {
-	struct conn_opts o = { .host = "no-such-host.invalid", .port = 993 };
+	struct conn_opts o = {.host = "no-such-host.invalid", .port = 993};
 	struct err err = open_fails(NULL, &o);
 	if (err.kind == ERR_TRANSIENT && strstr(err.what, "temporary failure"))
 		skip(); /* no resolver reachable here: the other answer */
 	assert_int_equal(err.kind, ERR_CONFIG);
 	assert_string_equal(err.what, "cannot connect to no-such-host.invalid:993: host name "
-				      "not found");
+	                              "not found");
 	assert_string_equal(err.hint, "check the host name");
 }
 
@@ -668,7 +664,7 @@ static void test_connect_timeout(void **state)
 	/* A listener that never accepts, with its queue full: Linux drops
 	 * further SYNs, so the next connect hangs until our timeout. */
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t sl = sizeof(a);
 	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sl), 0);
@@ -681,9 +677,8 @@ static void test_connect_timeout(void **state)
 	}
 	usleep(50 * 1000);
 
-	struct conn_opts o = { .host = "127.0.0.1", .port = ntohs(a.sin_port),
-			       .timeout_ms = 300 };
-	struct err err = { 0 };
+	struct conn_opts o = {.host = "127.0.0.1", .port = ntohs(a.sin_port), .timeout_ms = 300};
+	struct err err = {0};
 	int64_t t0 = mono_ms();
 	struct conn *c = conn_open(&o, &err);
 	int64_t dt = mono_ms() - t0;
@@ -696,11 +691,11 @@ static void test_connect_timeout(void **state)
 	}
 	char want[256];
 	snprintf(want, sizeof(want), "cannot connect to 127.0.0.1:%u: timed out after 0.3 s",
-		 o.port);
+	         o.port);
 	assert_string_equal(err.what, want);
 	assert_int_equal(err.kind, ERR_TRANSIENT);
 	assert_string_equal(err.hint, "is the server running and the port right? (a firewall "
-				      "may be dropping the connection)");
+	                              "may be dropping the connection)");
 	assert_true(dt >= 250 && dt < 2000);
 }
 
@@ -708,7 +703,7 @@ static void test_read_timeout(void **state)
 {
 	struct pki *p = *state;
 	struct server s;
-	struct err err = { 0 };
+	struct err err = {0};
 	char want[256];
 	server_start(&s, p, AF_INET, SRV_SILENT, NULL);
 	struct conn_opts o = opts_for(&s, "127.0.0.1", NULL, NULL);
@@ -726,7 +721,7 @@ static void test_read_timeout(void **state)
 	assert_true(dt >= 280 && dt < 1500);
 	assert_int_equal(err.kind, ERR_TRANSIENT);
 	snprintf(want, sizeof(want), "timed out after 0.3 s waiting for data from 127.0.0.1:%u",
-		 s.port);
+	         s.port);
 	assert_string_equal(err.what, want);
 	conn_close(&c);
 	server_join(&s);
@@ -746,7 +741,7 @@ static void test_tls_handshake_timeout(void **state)
 	assert_true(mono_ms() - t0 < 1500);
 	assert_int_equal(err.kind, ERR_TRANSIENT);
 	snprintf(want, sizeof(want), "TLS handshake with 127.0.0.1:%u timed out after 0.3 s",
-		 s.port);
+	         s.port);
 	assert_string_equal(err.what, want);
 }
 
@@ -762,14 +757,14 @@ static void test_tls_to_plain_port(void **state)
 	snprintf(want, sizeof(want), "TLS handshake with 127.0.0.1:%u failed: ", s.port);
 	assert_true(strncmp(err.what, want, strlen(want)) == 0);
 	assert_string_equal(err.hint, "is this a TLS port? imaps:// is usually port 993, "
-				      "imap:// (STARTTLS) port 143");
+	                              "imap:// (STARTTLS) port 143");
 }
 
 static void test_starttls(void **state)
 {
 	struct pki *p = *state;
 	struct server s;
-	struct err err = { 0 };
+	struct err err = {0};
 	char buf[64];
 	server_start(&s, p, AF_INET, SRV_STARTTLS, p->good);
 	struct conn_opts o = opts_for(&s, TEST_HOST, "127.0.0.1", p->ca_path);
@@ -798,7 +793,7 @@ static void test_starttls_mismatch(void **state)
 {
 	struct pki *p = *state;
 	struct server s;
-	struct err err = { 0 };
+	struct err err = {0};
 	char buf[64];
 	server_start(&s, p, AF_INET, SRV_STARTTLS, p->good);
 	struct conn_opts o = opts_for(&s, "localhost", "127.0.0.1", p->ca_path);
@@ -810,8 +805,8 @@ static void test_starttls_mismatch(void **state)
 	read_exact(c, buf, 9);
 	assert_int_equal(conn_starttls(c, &err), -1);
 	assert_int_equal(err.kind, ERR_ACCOUNT);
-	assert_true(strncmp(err.what, "TLS certificate does not match localhost: it is for ",
-			    52) == 0);
+	assert_true(strncmp(err.what, "TLS certificate does not match localhost: it is for ", 52) ==
+	            0);
 	/* the connection is unusable afterwards, and says so */
 	assert_int_equal(conn_write(c, "x", 1, &err), -1);
 	assert_int_equal(err.kind, ERR_TRANSIENT);
@@ -847,13 +842,13 @@ static int drain_cb(void *ctx, struct conn *c, struct err *err)
 static void bulk(struct pki *p, bool tls)
 {
 	struct server s;
-	struct err err = { 0 };
+	struct err err = {0};
 	server_start(&s, p, AF_INET, SRV_BULK, tls ? p->good : NULL);
 	struct conn_opts o = opts_for(&s, TEST_HOST, "127.0.0.1", p->ca_path);
 	struct conn *c = conn_open(&o, &err);
 	if (!c)
 		fail_msg("%s", err.what);
-	struct drain_state d = { .pattern = p->pattern, .ok = true };
+	struct drain_state d = {.pattern = p->pattern, .ok = true};
 	conn_set_drain(c, drain_cb, &d);
 
 	if (conn_write(c, p->pattern, BULK, &err) < 0)
@@ -886,7 +881,7 @@ static void test_write_to_closed_peer(void **state)
 {
 	struct pki *p = *state;
 	struct server s;
-	struct err err = { 0 };
+	struct err err = {0};
 	char want[256];
 	server_start(&s, p, AF_INET, SRV_CLOSE, NULL);
 	struct conn_opts o = opts_for(&s, "127.0.0.1", NULL, NULL);
@@ -908,27 +903,27 @@ static void test_write_to_closed_peer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tls_verify_ok),
-		cmocka_unit_test(test_tls_ip_literal),
-		cmocka_unit_test(test_tls_ipv6),
-		cmocka_unit_test(test_tls_wildcard),
-		cmocka_unit_test(test_tls_mismatch),
-		cmocka_unit_test(test_tls_untrusted),
-		cmocka_unit_test(test_tls_expired),
-		cmocka_unit_test(test_tls_insecure),
-		cmocka_unit_test(test_bad_ca_file),
-		cmocka_unit_test(test_tls_truncated_is_eof),
-		cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_name_not_found),
-		cmocka_unit_test(test_connect_timeout),
-		cmocka_unit_test(test_read_timeout),
-		cmocka_unit_test(test_tls_handshake_timeout),
-		cmocka_unit_test(test_tls_to_plain_port),
-		cmocka_unit_test(test_starttls),
-		cmocka_unit_test(test_starttls_mismatch),
-		cmocka_unit_test(test_bulk_plain_no_deadlock),
-		cmocka_unit_test(test_bulk_tls_no_deadlock),
-		cmocka_unit_test(test_write_to_closed_peer),
+	    cmocka_unit_test(test_tls_verify_ok),
+	    cmocka_unit_test(test_tls_ip_literal),
+	    cmocka_unit_test(test_tls_ipv6),
+	    cmocka_unit_test(test_tls_wildcard),
+	    cmocka_unit_test(test_tls_mismatch),
+	    cmocka_unit_test(test_tls_untrusted),
+	    cmocka_unit_test(test_tls_expired),
+	    cmocka_unit_test(test_tls_insecure),
+	    cmocka_unit_test(test_bad_ca_file),
+	    cmocka_unit_test(test_tls_truncated_is_eof),
+	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_name_not_found),
+	    cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_read_timeout),
+	    cmocka_unit_test(test_tls_handshake_timeout),
+	    cmocka_unit_test(test_tls_to_plain_port),
+	    cmocka_unit_test(test_starttls),
+	    cmocka_unit_test(test_starttls_mismatch),
+	    cmocka_unit_test(test_bulk_plain_no_deadlock),
+	    cmocka_unit_test(test_bulk_tls_no_deadlock),
+	    cmocka_unit_test(test_write_to_closed_peer),
 	};
 	/* TEST_CONN_FILTER=test_starttls* runs a subset (cmocka glob) */
 	if (getenv("TEST_CONN_FILTER"))
