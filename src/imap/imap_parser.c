@@ -30,6 +30,7 @@
 #define DEFAULT_MAX_LITERAL_BUFFER ((size_t)1 << 20)
 #define DEFAULT_MAX_LITERAL ((uint64_t)4 << 30)
 #define ARENA_BLOCK 4096
+#define SCRATCH_KEEP (64 * 1024)
 /* BODY[1.2] sections do not nest in IMAP; a few levels is generous. */
 #define MAX_SECTION_DEPTH 8
 
@@ -192,13 +193,23 @@ __attribute__((format(printf, 3, 4))) static enum step fail(struct imap_parser *
 
 /* ---- life cycle ----------------------------------------------------- */
 
+/* Keep small scratch storage for the next response; give back what one
+ * huge response made us allocate. */
+static void scratch_reset(struct buf *b)
+{
+	if (b->alloc > SCRATCH_KEEP)
+		buf_release(b);
+	else
+		buf_reset(b);
+}
+
 static void begin_response(struct imap_parser *p)
 {
 	arena_clear(p);
 	memset(&p->resp, 0, sizeof(p->resp));
-	buf_reset(&p->tok);
-	buf_reset(&p->text);
-	buf_reset(&p->raw);
+	scratch_reset(&p->tok);
+	scratch_reset(&p->text);
+	scratch_reset(&p->raw);
 	p->state = ST_START;
 	p->line_len = 0;
 	p->buffered = 0;
