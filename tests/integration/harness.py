@@ -15,7 +15,8 @@ Python 3 standard library only.  Everything a test needs:
   folder_list(src, 'alice')
   expected_target_name('Sent')     # -> 'Sent Items'
   r = env.run_imapmig(src, 'alice', tgt, 'alice', ['--verbose'])
-  r.rc, r.stdout, r.stderr, r.summary, r.events, r.maxrss_kib
+  r.rc, r.stdout, r.stderr, r.summary, r.events, r.maxrss_kib (KiB, via
+  /usr/bin/time; None for killed runs)
 
 Every server is stopped at exit, on failure too (atexit + Env.close()).
 
@@ -957,9 +958,18 @@ class Env:
         self._runs = getattr(self, '_runs', 0) + 1
         outp = self.path('run%d.out' % self._runs)
         errp = self.path('run%d.err' % self._runs)
+        # Peak RSS: through /usr/bin/time, not wait4() on our own child:
+        # a child forked from Python starts with Python's pages resident,
+        # so its ru_maxrss is at least the test's own RSS.  Not for runs
+        # that get killed (the signal must reach imapmig itself).
+        rssp = self.path('run%d.rss' % self._runs)
+        timer = []
+        if kill_after is None and kill_when is None and \
+                os.access('/usr/bin/time', os.X_OK):
+            timer = ['/usr/bin/time', '-f', '%M', '-o', rssp]
         t0 = time.time()
         with open(outp, 'wb') as fo, open(errp, 'wb') as fe:
-            p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=e,
+            p = subprocess.Popen(timer + cmd, stdout=fo, stderr=fe, env=e,
                                  stdin=subprocess.DEVNULL)
             killed = False
             while True:
@@ -981,8 +991,14 @@ class Env:
             out = f.read()
         with open(errp, 'rb') as f:
             err = f.read()
-        r = Result(p.returncode, out, err, ru.ru_maxrss, cmd,
-                   time.time() - t0)
+        maxrss = None
+        if timer:
+            try:
+                with open(rssp) as f:
+                    maxrss = int(f.read().split()[-1])
+            except (OSError, ValueError, IndexError):
+                maxrss = None
+        r = Result(p.returncode, out, err, maxrss, cmd, time.time() - t0)
         r.killed = killed
         return r
 
@@ -1051,7 +1067,7 @@ def target_file_count(tgt, user):
 def is_asan(binary):
     try:
         with open(binary, 'rb') as f:
-            return b'AddressSanitizer' in f.read()
+            return b'__asan_init' in f.read()
     except OSError:
         return False
 
