@@ -316,6 +316,31 @@ service imap {{
 '''
 
 
+WATCHDOG = r'''
+import os, signal, sys, time
+parent, listing = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+try:
+    pgids = [int(x) for x in open(listing).read().split()]
+except OSError:
+    pgids = []
+for g in pgids:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+if len(sys.argv) > 3:
+    import shutil
+    time.sleep(0.2)
+    shutil.rmtree(sys.argv[3], ignore_errors=True)
+'''
+
+
 class Server:
     """One private Dovecot instance.  kind: 'source', 'target' or 'plain'.
 
@@ -402,11 +427,13 @@ class Server:
     # -- life cycle
 
     def start(self, timeout=15):
-        self.proc = subprocess.Popen(
-            ['dovecot', '-F', '-c', self.conf],
-            stdout=subprocess.DEVNULL, stderr=open(
-                os.path.join(self.dir, 'master.stderr'), 'wb'),
-            start_new_session=True)
+        with open(os.path.join(self.dir, 'master.stderr'), 'wb') as err:
+            self.proc = subprocess.Popen(
+                ['dovecot', '-F', '-c', self.conf],
+                stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True)
+        if not self.env.persist:
+            self.env.watch(self.proc.pid)
         ports = [p for p in (self.imap_port, self.imaps_port) if p]
         deadline = time.time() + timeout
         while ports:
@@ -859,7 +886,7 @@ class Env:
     keep=True (or $IMAPMIG_KEEP_TMP set) leaves the directory for
     inspection; servers are stopped regardless."""
 
-    def __init__(self, keep=None, dir=None):
+    def __init__(self, keep=None, dir=None, persist=False):
         self.keep = keep if keep is not None else \
             bool(os.environ.get('IMAPMIG_KEEP_TMP'))
         if dir:
@@ -874,9 +901,24 @@ class Env:
         self.servers = []
         self._n = 0
         self.closed = False
+        self.persist = persist      # servers outlive this process (demo)
+        self._watchdog = None
         _ENVS.append(self)
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, _on_signal)
+
+    def watch(self, pgid):
+        """Kill process group pgid if this test process dies without
+        cleaning up (SIGKILL from a CTest timeout): a watchdog process
+        polls for our death."""
+        listing = self.path('pgids')
+        with open(listing, 'a') as f:
+            f.write('%d\n' % pgid)
+        if self._watchdog is None:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, '-c', WATCHDOG, str(os.getpid()), listing]
+                + ([] if self.keep else [self.dir]),
+                start_new_session=True, stdin=subprocess.DEVNULL)
 
     def server(self, kind, start=True):
         self._n += 1
@@ -895,6 +937,9 @@ class Env:
         self.closed = True
         for s in self.servers:
             s.stop(fast=not self.keep)
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
         if self in _ENVS:
             _ENVS.remove(self)
         if not self.keep:
@@ -1284,7 +1329,7 @@ DEMO_FOLDERS = ['Sent', 'Drafts', 'Trash', 'Junk', '日本語', '日本語.報�
 
 
 def demo_up(d):
-    env = Env(keep=True, dir=d)
+    env = Env(keep=True, dir=d, persist=True)
     src, tgt = env.pair()
     # the servers must outlive this script: forget them without stopping
     _ENVS.remove(env)
