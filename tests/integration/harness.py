@@ -984,7 +984,7 @@ class Env:
                     kill_after=None, kill_when=None, argv=None):
         """Run `imapmig sync` and wait.  Passwords go through the
         environment (default: the users' real ones).  kill_after=seconds or
-        kill_when=callable() -> bool (polled every 20 ms) SIGKILLs it.
+        kill_when=callable() -> bool (polled every 5 ms) SIGKILLs it.
         -> Result (rc is -9 when killed)."""
         os.makedirs(self.path('state'), exist_ok=True)
         cmd = argv or self.sync_args(src, src_user, tgt, tgt_user, extra,
@@ -1030,7 +1030,7 @@ class Env:
                 if el > timeout and not killed:
                     os.kill(p.pid, signal.SIGKILL)
                     killed = True
-                time.sleep(0.02)
+                time.sleep(0.005 if kill_when is not None else 0.02)
             p.returncode = os.waitstatus_to_exitcode(status)
         with open(outp, 'rb') as f:
             out = f.read()
