@@ -43,8 +43,8 @@ enum step_kind {
 };
 
 static const char *const step_names[] = {
-	"expect", "expect_prefix", "expect_bytes", "expect_silence",
-	"send",   "send_bytes",    "stall",        "close",
+    "expect", "expect_prefix", "expect_bytes", "expect_silence",
+    "send",   "send_bytes",    "stall",        "close",
 };
 
 struct step {
@@ -65,7 +65,7 @@ struct fake_server {
 	struct buf received; /* everything received */
 	char tag[64];        /* of the latest wildcard expect */
 	bool peer_closed;
-	size_t cur;          /* step being played, for error messages */
+	size_t cur; /* step being played, for error messages */
 	char error[2048];
 	int rc;
 };
@@ -73,7 +73,7 @@ struct fake_server {
 /* ---------- building the script ---------- */
 
 static void add_step(struct fake_server *fs, enum step_kind kind, const void *data, size_t len,
-		     int ms)
+                     int ms)
 {
 	if (fs->started)
 		abort(); /* the script is fixed once the thread runs */
@@ -164,7 +164,7 @@ static void escape(char *out, size_t outlen, const uint8_t *p, size_t len)
 }
 
 static int step_fail(struct fake_server *fs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int step_fail(struct fake_server *fs, const char *fmt, ...)
 {
 	char msg[1500];
@@ -174,7 +174,7 @@ static int step_fail(struct fake_server *fs, const char *fmt, ...)
 	va_end(ap);
 	if (fs->cur < fs->n_steps)
 		snprintf(fs->error, sizeof(fs->error), "fake server step %zu (%s): %s", fs->cur + 1,
-			 step_names[fs->steps[fs->cur].kind], msg);
+		         step_names[fs->steps[fs->cur].kind], msg);
 	else
 		snprintf(fs->error, sizeof(fs->error), "fake server after the script: %s", msg);
 	fs->rc = -1;
@@ -203,7 +203,7 @@ static int fill(struct fake_server *fs, int ms)
 		int64_t left = deadline - now_ms();
 		if (left <= 0)
 			return 0;
-		struct pollfd pfd = { .fd = fs->fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fs->fd, .events = POLLIN};
 		int r = poll(&pfd, 1, left < SLICE_MS ? (int)left : SLICE_MS);
 		if (r < 0 && errno != EINTR)
 			return -1;
@@ -240,7 +240,7 @@ static int write_bytes(struct fake_server *fs, const uint8_t *p, size_t len)
 			return step_fail(fs, "cannot send: %s", strerror(errno));
 		if (now_ms() > deadline)
 			return step_fail(fs, "client stopped reading our data");
-		struct pollfd pfd = { .fd = fs->fd, .events = POLLOUT };
+		struct pollfd pfd = {.fd = fs->fd, .events = POLLOUT};
 		poll(&pfd, 1, SLICE_MS);
 	}
 	return 0;
@@ -267,7 +267,7 @@ static int next_line(struct fake_server *fs, const uint8_t **line_r, size_t *len
 		char got[900];
 		escape(got, sizeof(got), fs->in.data, fs->in.len);
 		return step_fail(fs, "%s waiting for a line (partial: \"%s\")",
-				 r == 0 ? "timed out" : "client closed the connection", got);
+		                 r == 0 ? "timed out" : "client closed the connection", got);
 	}
 }
 
@@ -323,8 +323,8 @@ static int play_expect_bytes(struct fake_server *fs, const struct step *s)
 		int r = fill(fs, IO_TIMEOUT_MS);
 		if (r <= 0)
 			return step_fail(fs, "%s after %zu of %zu bytes",
-					 r == 0 ? "timed out" : "client closed the connection",
-					 fs->in.len, s->len);
+			                 r == 0 ? "timed out" : "client closed the connection",
+			                 fs->in.len, s->len);
 	}
 	if (memcmp(fs->in.data, s->data, s->len) != 0) {
 		char got[900], exp[900];
@@ -371,7 +371,7 @@ static int play_step(struct fake_server *fs, const struct step *s)
 		char got[900];
 		escape(got, sizeof(got), fs->in.data, fs->in.len);
 		return step_fail(fs, "expected %d ms of silence, %s \"%s\"", s->ms,
-				 r > 0 ? "got" : "client closed after", got);
+		                 r > 0 ? "got" : "client closed after", got);
 	}
 	case STEP_SEND:
 	case STEP_SEND_BYTES:
@@ -417,7 +417,7 @@ static void *serve(void *arg)
 			step_fail(fs, "no client connected");
 			return NULL;
 		}
-		struct pollfd pfd = { .fd = fs->listen_fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fs->listen_fd, .events = POLLIN};
 		if (poll(&pfd, 1, SLICE_MS) > 0)
 			fs->fd = accept(fs->listen_fd, NULL, NULL);
 	}
@@ -437,7 +437,7 @@ uint16_t fake_server_start(struct fake_server *fs)
 	fs->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fs->listen_fd < 0)
 		abort();
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t salen = sizeof(sa);
 	if (bind(fs->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
