@@ -40,6 +40,7 @@ struct cmd {
 	struct cmd_result *result;     /* a waiting caller's, or NULL */
 	imap_append_done_fn *append_done;
 	void *append_ctx;
+	bool is_fetch;
 };
 
 typedef int untagged_fn(struct imap_client *c, const struct imap_response *r, struct err *err);
@@ -69,6 +70,7 @@ struct imap_client {
 	void *untagged_ctx;
 	/* FETCH data and BODY[] streaming. */
 	struct imap_fetch_handler fetch;
+	size_t fetches_in_flight; /* the handler lives until the last one ends */
 	bool streaming_body;
 	struct err cb_err; /* error set by a consumer callback */
 	bool has_cb_err;
@@ -104,7 +106,10 @@ static int die(struct imap_client *c, struct err *err)
 	if (!c->dead) {
 		c->dead = true;
 		c->dead_err = *err;
-		if (c->dead_err.kind != ERR_ACCOUNT && c->dead_err.kind != ERR_CONFIG)
+		/* A local failure (disk, database) reported by a callback keeps
+		 * its kind: retrying the connection would not help. */
+		if (c->dead_err.kind != ERR_ACCOUNT && c->dead_err.kind != ERR_CONFIG &&
+		    c->dead_err.kind != ERR_INTERNAL)
 			c->dead_err.kind = ERR_TRANSIENT;
 	}
 	*err = c->dead_err;
@@ -230,6 +235,34 @@ size_t imap_client_in_flight(const struct imap_client *c)
 
 /* ---------- reading and dispatch ---------- */
 
+/* Take cmd off the in-flight list (it was never completely sent, and the
+ * connection is still usable); false when it is not there any more. */
+static bool unlink_cmd(struct imap_client *c, struct cmd *cmd)
+{
+	struct cmd *prev = NULL;
+	for (struct cmd *it = c->inflight_head; it; prev = it, it = it->next) {
+		if (it != cmd)
+			continue;
+		if (prev)
+			prev->next = it->next;
+		else
+			c->inflight_head = it->next;
+		if (c->inflight_tail == it)
+			c->inflight_tail = prev;
+		c->n_inflight--;
+		return true;
+	}
+	return false;
+}
+
+/* A command that failed before it was sent whole: forget it, unless the
+ * connection died (then imap_client_free() cleans up). */
+static void drop_cmd(struct imap_client *c, struct cmd *cmd)
+{
+	if (!c->dead && unlink_cmd(c, cmd))
+		free(cmd);
+}
+
 static struct cmd *take_cmd(struct imap_client *c, const char *tag)
 {
 	if (tag[0] != 'A')
@@ -251,6 +284,8 @@ static struct cmd *take_cmd(struct imap_client *c, const char *tag)
 	}
 	return NULL;
 }
+
+static int fetch_untagged(struct imap_client *c, const struct imap_response *r, struct err *err);
 
 static void complete_cmd(struct imap_client *c, struct cmd *cmd, const struct imap_response *r)
 {
@@ -284,6 +319,13 @@ static void complete_cmd(struct imap_client *c, struct cmd *cmd, const struct im
 	} else if (!ok && !c->has_pending_err) {
 		c->pending_err = e;
 		c->has_pending_err = true;
+	}
+	if (cmd->is_fetch && --c->fetches_in_flight == 0) {
+		/* Later unsolicited FETCH data (flag changes by others, MODSEQ
+		 * after STORE) must not reach a handler whose owner is gone. */
+		memset(&c->fetch, 0, sizeof(c->fetch));
+		if (c->untagged == fetch_untagged)
+			c->untagged = NULL;
 	}
 	free(cmd);
 }
@@ -450,17 +492,19 @@ static bool literal_plus_ok(const struct imap_client *c, uint64_t size)
 /* Wait for the server's "+" (or the command's failure). */
 static int wait_continuation(struct imap_client *c, struct cmd_result *res, struct err *err)
 {
-	while (!c->continuation) {
-		if (res && res->done) {
-			*err = res->err;
-			if (!err->what[0])
-				fail(c, err, ERR_TRANSIENT, "server did not accept the literal");
-			return -1;
-		}
+	/* The tagged reply can arrive in the same read as a "+" (or instead
+	 * of it): a finished command means the literal was refused. */
+	while (!c->continuation && !(res && res->done)) {
 		if (read_some(c, -1, err) < 0)
 			return -1;
 	}
 	c->continuation = false;
+	if (res && res->done) {
+		*err = res->err;
+		if (!err->what[0])
+			fail(c, err, ERR_TRANSIENT, "server did not accept the literal");
+		return -1;
+	}
 	return 0;
 }
 
@@ -1160,12 +1204,14 @@ int imap_client_select(struct imap_client *c, const char *name, bool read_only,
 	struct buf line = BUF_INIT(0);
 	struct cmd_result res;
 	const char *verb = read_only ? "EXAMINE" : "SELECT";
-	cmd_start(c, &line, verb, name, ERR_FOLDER, &res);
+	struct cmd *cmd = cmd_start(c, &line, verb, name, ERR_FOLDER, &res);
 	buf_puts(&line, verb);
 	buf_putc(&line, ' ');
 	c->untagged = select_untagged;
 	c->untagged_ctx = info_r;
 	int r = add_mailbox(c, &line, name, &res, err);
+	if (r < 0)
+		drop_cmd(c, cmd);
 	if (r == 0 && (c->caps & IMAP_CAP_CONDSTORE))
 		buf_puts(&line, " (CONDSTORE)");
 	if (r == 0)
@@ -1186,10 +1232,12 @@ static int mailbox_cmd(struct imap_client *c, const char *verb, const char *name
 		       struct cmd_result *res, struct err *err)
 {
 	struct buf line = BUF_INIT(0);
-	cmd_start(c, &line, verb, name, ERR_FOLDER, res);
+	struct cmd *cmd = cmd_start(c, &line, verb, name, ERR_FOLDER, res);
 	buf_puts(&line, verb);
 	buf_putc(&line, ' ');
 	int r = add_mailbox(c, &line, name, res, err);
+	if (r < 0)
+		drop_cmd(c, cmd);
 	if (r == 0)
 		r = cmd_finish_line(c, &line, err);
 	buf_release(&line);
@@ -1299,7 +1347,9 @@ int imap_client_fetch_send(struct imap_client *c, const char *uidset, unsigned i
 	c->untagged = fetch_untagged;
 	c->untagged_ctx = NULL;
 	struct buf line = BUF_INIT(0);
-	cmd_start(c, &line, "FETCH", NULL, ERR_FOLDER, NULL);
+	struct cmd *cmd = cmd_start(c, &line, "FETCH", NULL, ERR_FOLDER, NULL);
+	cmd->is_fetch = true;
+	c->fetches_in_flight++;
 	buf_appendf(&line, "UID FETCH %s (UID", uidset);
 	if (items & IMAP_FETCH_FLAGS)
 		buf_puts(&line, " FLAGS");
@@ -1337,6 +1387,8 @@ int imap_client_append_begin(struct imap_client *c, const char *name, const char
 	struct cmd *cmd = cmd_start(c, &line, "APPEND", name, ERR_MESSAGE, sync_lit ? &res : NULL);
 	buf_puts(&line, "APPEND ");
 	int r = add_mailbox(c, &line, name, NULL, err);
+	if (r < 0)
+		drop_cmd(c, cmd);
 	if (r == 0) {
 		buf_appendf(&line, " (%s)", flags ? flags : "");
 		if (date)

@@ -629,17 +629,14 @@ static void test_append_sync_refused_before_data(void **state)
 	fake_server_free(&fs);
 }
 
-/* BUG (imap_client.c, imap_client_append_begin, the synchronising-literal
+/* Regression (was a bug in imap_client.c, imap_client_append_begin, the synchronising-literal
  * path): when the "+" and the tagged NO arrive in the same read,
  * wait_continuation() returns 0 although complete_cmd() has already freed
  * the command, and append_begin then writes cmd->result / append_done
- * into freed memory (heap-use-after-free under ASan); done never fires.
- * Skipped until fixed; run with IMAPMIG_KNOWN_BUGS=1. */
+ * into freed memory (heap-use-after-free under ASan); done never fires. */
 static void test_append_sync_plus_then_no_same_read(void **state)
 {
 	(void)state;
-	if (!getenv("IMAPMIG_KNOWN_BUGS"))
-		skip();
 	struct fake_server *fs = fake_server_new();
 	script_login(fs, "IMAP4rev1");
 	fake_server_expect(fs, "A3 APPEND \"INBOX\" () {11}");
@@ -880,19 +877,16 @@ static void test_fetch_callback_error_aborts(void **state)
 	buf_release(&rec.body);
 }
 
-/* BUG (imap_client.c, imap_client_fetch_send): c->untagged = fetch_untagged
+/* Regression (was a bug in imap_client.c, imap_client_fetch_send): c->untagged = fetch_untagged
  * and c->fetch = *h stay installed after the FETCH completes, so an
  * unsolicited FETCH during a later command (STORE with CONDSTORE enabled
  * answers "* n FETCH (UID u MODSEQ (m))"; another session changing flags)
  * calls the old handler with its old ctx - in src/engine/sync.c
  * load_target_fingerprints() that ctx is a dead stack frame (&tl).  The
- * header says untagged data goes to the operation *in progress*.
- * Skipped until fixed; run with IMAPMIG_KNOWN_BUGS=1. */
+ * header says untagged data goes to the operation *in progress*. */
 static void test_fetch_handler_not_used_after_fetch(void **state)
 {
 	(void)state;
-	if (!getenv("IMAPMIG_KNOWN_BUGS"))
-		skip();
 	struct fake_server *fs = fake_server_new();
 	script_login(fs, "IMAP4rev1 CONDSTORE");
 	fake_server_expect(fs, "* UID FETCH 7 (UID FLAGS)");
@@ -1261,19 +1255,17 @@ static void test_examine_without_condstore(void **state)
 	fake_server_free(&fs);
 }
 
-/* BUG (imap_client.c, imap_client_select via cmd_start): the command is
+/* Regression (was a bug in imap_client.c, imap_client_select via cmd_start): the command is
  * put on the in-flight list before its arguments are built; when
  * add_mailbox() fails (a name that is not UTF-8) it returns -1 but the
  * never-sent command stays in flight, its result pointing at select's
  * stack.  imap_client_in_flight() stays 1 and the next
  * imap_client_wait_all() waits for a reply that cannot come until the
  * timeout kills the connection.  Same in mailbox_cmd (CREATE/SUBSCRIBE)
- * and append_begin.  Skipped until fixed; run with IMAPMIG_KNOWN_BUGS=1. */
+ * and append_begin. */
 static void test_bad_folder_name_leaves_nothing_in_flight(void **state)
 {
 	(void)state;
-	if (!getenv("IMAPMIG_KNOWN_BUGS"))
-		skip();
 	struct fake_server *fs = fake_server_new();
 	script_login(fs, "IMAP4rev1");
 	fake_server_expect(fs, "* UID STORE 1 +FLAGS.SILENT (\\Seen)");
