@@ -8,7 +8,7 @@ PACKAGES=(
 	build-essential cmake pkg-config clang
 	libssl-dev libsqlite3-dev zlib1g-dev libcmocka-dev libcurl4-openssl-dev
 	dovecot-core dovecot-imapd
-	python3 openssl time procps ca-certificates
+	python3 openssl time procps ca-certificates python3-aiosmtpd
 )
 
 missing=()
