@@ -10,9 +10,17 @@ enum exit_status {
 	EXIT_PARTIAL = 1,  /* done, but some messages or folders failed */
 	EXIT_USAGE = 2,    /* bad command line or configuration: nothing done */
 	EXIT_ACCOUNT = 3,  /* could not connect, log in or go on with a mailbox */
+	EXIT_STOPPED = 4,  /* stopped on request; run again to resume */
 };
 
+#include <stdbool.h>
+
 int cmd_sync(int argc, char **argv);
+
+/* Ctrl-C / SIGTERM: the first asks for a stop at the next safe point
+ * (cli_stop_requested() turns true), the second ends the process. */
+void cli_install_signals(void);
+bool cli_stop_requested(void *ctx);
 
 /* Print "imapmig: <formatted error>" to stderr. */
 void cli_error(const struct err *e);

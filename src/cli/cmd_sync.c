@@ -54,7 +54,7 @@ static const char sync_usage[] =
 	"  --help\n"
 	"\n"
 	"Exit status: 0 all copied; 1 some messages or folders failed; 2 bad usage;\n"
-	"3 could not connect or log in.\n";
+	"3 could not connect or log in; 4 stopped by Ctrl-C (run again to resume).\n";
 
 enum {
 	OPT_SRC_PWFILE = 256, OPT_TGT_PWFILE, OPT_SRC_ADMIN, OPT_TGT_ADMIN, OPT_ADMIN_STYLE,
@@ -137,6 +137,7 @@ static const char *event_name(enum sync_event_type t)
 	case SYNC_EV_MESSAGE_FAILED: return "message_failed";
 	case SYNC_EV_WARNING: return "warning";
 	case SYNC_EV_PROGRESS: return "progress";
+	case SYNC_EV_TOTALS: return "totals";
 	}
 	return "event";
 }
@@ -164,9 +165,9 @@ static void json_event(struct output *out, const struct sync_event *ev)
 	if (ev->type == SYNC_EV_MESSAGE_SKIPPED || ev->type == SYNC_EV_MESSAGE_FAILED)
 		buf_appendf(b, ",\"size\":%llu", (unsigned long long)ev->size);
 	if (ev->type == SYNC_EV_FOLDER_START || ev->type == SYNC_EV_FOLDER_DONE ||
-	    ev->type == SYNC_EV_PROGRESS)
+	    ev->type == SYNC_EV_PROGRESS || ev->type == SYNC_EV_TOTALS)
 		buf_appendf(b, ",\"count\":%llu", (unsigned long long)ev->count);
-	if (ev->type == SYNC_EV_PROGRESS)
+	if (ev->type == SYNC_EV_PROGRESS || ev->type == SYNC_EV_TOTALS)
 		buf_appendf(b, ",\"bytes\":%llu", (unsigned long long)ev->bytes);
 	buf_puts(b, "}\n");
 	fwrite(b->data, 1, b->len, stdout);
@@ -213,6 +214,7 @@ static void human_event(struct output *out, const struct sync_event *ev)
 			ev->folder ? ev->folder : "", ev->folder ? "\": " : "", ev->text);
 		break;
 	case SYNC_EV_PROGRESS:
+	case SYNC_EV_TOTALS:
 		break;
 	}
 }
@@ -479,6 +481,7 @@ int cmd_sync(int argc, char **argv)
 		.state = st,
 		.event = on_event,
 		.event_ctx = &out,
+		.should_stop = cli_stop_requested,
 	};
 
 	struct timespec t0, t1;

@@ -33,6 +33,8 @@ void cli_error(const struct err *e)
 
 int cli_exit_for(const struct err *e)
 {
+	if (e->kind == ERR_STOPPED)
+		return EXIT_STOPPED;
 	return e->kind == ERR_CONFIG ? EXIT_USAGE : EXIT_ACCOUNT;
 }
 
@@ -41,6 +43,7 @@ int main(int argc, char **argv)
 	/* A peer closing the socket must be an error we report, not a
 	 * signal that kills us mid-write. */
 	signal(SIGPIPE, SIG_IGN);
+	cli_install_signals();
 
 	if (argc < 2) {
 		usage(stderr);

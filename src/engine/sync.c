@@ -47,6 +47,7 @@ struct copy_item {
 	uint32_t tgt_uid;
 	struct err err;
 	char *subject;
+	struct folder_run *fr;
 };
 
 struct folder_run {
@@ -66,12 +67,24 @@ struct folder_run {
 	struct buf dropped_keywords;
 };
 
+/* What STATUS said about a source folder before the pass. */
+struct folder_size {
+	char *name;
+	uint32_t messages;
+	uint64_t bytes;
+};
+
 struct sync_run {
 	const struct sync_opts *o;
 	struct sync_stats *stats;
 	struct imap_client *src, *tgt;
 	int64_t pair_id;
 	struct err *err;
+	struct folder_size *sizes;
+	size_t n_sizes;
+	/* progress of this pass: messages handled (copied, found, skipped,
+	 * failed, or unchanged) and their octets */
+	uint64_t handled_msgs, handled_bytes;
 };
 
 /* ---------- events ---------- */
@@ -80,6 +93,33 @@ static void emit(struct sync_run *run, const struct sync_event *ev)
 {
 	if (run->o->event)
 		run->o->event(run->o->event_ctx, ev);
+}
+
+static void progress(struct sync_run *run, const char *folder)
+{
+	struct sync_event ev = {
+		.type = SYNC_EV_PROGRESS,
+		.folder = folder,
+		.count = run->handled_msgs,
+		.bytes = run->handled_bytes,
+	};
+	emit(run, &ev);
+}
+
+static void handled(struct sync_run *run, const char *folder, uint64_t size)
+{
+	run->handled_msgs++;
+	run->handled_bytes += size;
+	progress(run, folder);
+}
+
+static bool stop_requested(struct sync_run *run, struct err *err)
+{
+	if (!run->o->should_stop || !run->o->should_stop(run->o->stop_ctx))
+		return false;
+	err_set(err, ERR_STOPPED, "stopped on request");
+	err_hint(err, "run the same command again to go on where it stopped");
+	return true;
 }
 
 static void warn(struct sync_run *run, const char *folder, const char *fmt, ...)
@@ -435,6 +475,7 @@ static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err 
 			 (unsigned long long)m->size, (unsigned long long)run->o->max_message_size);
 		skip_event(fr, SYNC_EV_MESSAGE_SKIPPED, m, buf_cstr(&subject), why);
 		run->stats->msgs_skipped++;
+		handled(run, fr->entry->source_name, m->size);
 		if (!run->o->dry_run) {
 			struct state_msg s = { .src_uid = m->uid, .size = m->size,
 					       .status = MSG_SKIPPED, .flags = "", .reason = why };
@@ -453,6 +494,7 @@ static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err 
 		if (c == 1) {
 			/* Someone (maybe an earlier pass) already put it there. */
 			run->stats->msgs_existing++;
+			handled(run, fr->entry->source_name, m->size);
 			struct state_msg s = { .src_uid = m->uid, .size = m->size, .tgt_uid = tuid,
 					       .status = MSG_DONE, .flags = "", .reason = "" };
 			memcpy(s.fp, fp, sizeof(fp));
@@ -469,6 +511,7 @@ static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err 
 	}
 	struct copy_item *it = &fr->items[fr->n_items++];
 	memset(it, 0, sizeof(*it));
+	it->fr = fr;
 	it->uid = m->uid;
 	it->size = m->size;
 	memcpy(it->fp, fp, sizeof(fp));
@@ -507,6 +550,7 @@ static void append_done(void *ctx, const struct imap_append_result *res, const s
 	it->tgt_uid = res->uid;
 	if (e)
 		it->err = *e;
+	handled(it->fr->run, it->fr->entry->source_name, it->size);
 }
 
 static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
@@ -562,17 +606,6 @@ static int body_message(void *ctx, const struct imap_fetch_msg *m, struct err *e
 	(void)m;
 	(void)err;
 	return 0;
-}
-
-static void progress(struct folder_run *fr)
-{
-	struct sync_event ev = {
-		.type = SYNC_EV_PROGRESS,
-		.folder = fr->entry->source_name,
-		.count = fr->run->stats->msgs_copied,
-		.bytes = fr->run->stats->bytes_copied,
-	};
-	emit(fr->run, &ev);
 }
 
 static int transfer_window(struct folder_run *fr, struct err *err)
@@ -659,10 +692,7 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 			return -1;
 		}
 	}
-	if (state_commit(st, err) < 0)
-		return -1;
-	progress(fr);
-	return 0;
+	return state_commit(st, err);
 }
 
 static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
@@ -687,6 +717,8 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 				 (unsigned long long)hi);
 		}
 		items_free(fr);
+		if (stop_requested(run, err))
+			return -1;
 		if (state_begin(run->o->state, err) < 0)
 			return -1;
 		if (imap_client_fetch_send(run->src, set, meta, FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
@@ -727,12 +759,68 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 
 /* ---------- one folder ---------- */
 
+static const struct folder_size *folder_size_find(const struct sync_run *run, const char *name)
+{
+	for (size_t i = 0; i < run->n_sizes; i++)
+		if (strcmp(run->sizes[i].name, name) == 0)
+			return &run->sizes[i];
+	return NULL;
+}
+
+static void status_cb(void *ctx, const char *name, uint32_t messages, uint64_t size)
+{
+	struct sync_run *run = ctx;
+	for (size_t i = 0; i < run->n_sizes; i++) {
+		if (strcmp(run->sizes[i].name, name) == 0) {
+			run->sizes[i].messages = messages;
+			run->sizes[i].bytes = size;
+		}
+	}
+}
+
+/* STATUS every selected source folder: totals for progress, and the
+ * --max-items check before anything is copied. */
+static int preflight(struct sync_run *run, const struct folder_plan *plan, struct err *err)
+{
+	const char **names = xcalloc(plan->count + 1, sizeof(*names));
+	run->sizes = xcalloc(plan->count + 1, sizeof(*run->sizes));
+	for (size_t i = 0; i < plan->count; i++) {
+		const struct folder_plan_entry *e = &plan->items[i];
+		if (e->action != FP_COPY || (e->source_attrs & (FA_NOSELECT | FA_NONEXISTENT)))
+			continue;
+		run->sizes[run->n_sizes].name = xstrdup(e->source_name);
+		names[run->n_sizes++] = e->source_name;
+	}
+	int r = imap_client_status(run->src, names, run->n_sizes, status_cb, run, err);
+	free(names);
+	if (r < 0)
+		return -1;
+	uint64_t msgs = 0, bytes = 0;
+	for (size_t i = 0; i < run->n_sizes; i++) {
+		msgs += run->sizes[i].messages;
+		bytes += run->sizes[i].bytes;
+	}
+	struct sync_event ev = { .type = SYNC_EV_TOTALS, .count = msgs, .bytes = bytes };
+	emit(run, &ev);
+	if (run->o->max_items && msgs > run->o->max_items) {
+		err_set(err, ERR_ACCOUNT,
+			"the source mailbox holds %llu messages, more than --max-items %llu; "
+			"nothing was copied",
+			(unsigned long long)msgs, (unsigned long long)run->o->max_items);
+		err_hint(err, "raise --max-items, or split the mailbox with --include/--exclude");
+		err_where(err, SIDE_SOURCE, run->o->source.host, run->o->source.user, NULL);
+		return -1;
+	}
+	return 0;
+}
+
 static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, struct err *err)
 {
 	const struct sync_opts *o = run->o;
 	struct folder_run fr = { .run = run, .entry = e };
 	buf_init(&fr.dropped_keywords, 4096);
 	int r = -1;
+	uint64_t msgs_before = run->handled_msgs, bytes_before = run->handled_bytes;
 
 	if (state_folder_get(o->state, run->pair_id, e->source_name, e->target_name, &fr.f,
 			     err) < 0)
@@ -805,6 +893,14 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	}
 	r = 0;
 done:;
+	/* Everything in the folder is accounted for now, unchanged messages
+	 * included, so the pass's progress reaches its total. */
+	const struct folder_size *fs = folder_size_find(run, e->source_name);
+	if (fs && run->handled_msgs < msgs_before + fs->messages) {
+		run->handled_msgs = msgs_before + fs->messages;
+		run->handled_bytes = bytes_before + fs->bytes;
+		progress(run, e->source_name);
+	}
 	struct sync_event done = { .type = SYNC_EV_FOLDER_DONE, .folder = e->source_name,
 				   .target_folder = e->target_name, .count = fr.copied };
 	emit(run, &done);
@@ -885,6 +981,8 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		goto out;
 	if (folder_plan_build(&sl, &tl, &o->rules, &plan, err) < 0)
 		goto out;
+	if (preflight(&run, &plan, err) < 0)
+		goto out;
 
 	for (size_t i = 0; i < plan.count; i++) {
 		const struct folder_plan_entry *e = &plan.items[i];
@@ -908,6 +1006,8 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		const struct folder_plan_entry *e = &plan.items[i];
 		if (e->action != FP_COPY)
 			continue;
+		if (stop_requested(&run, err))
+			goto out;
 		stats_r->folders_total++;
 		struct err ferr;
 		err_clear(&ferr);
@@ -957,6 +1057,9 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 	}
 	r = 0;
 out:
+	for (size_t i = 0; i < run.n_sizes; i++)
+		free(run.sizes[i].name);
+	free(run.sizes);
 	folder_plan_release(&plan);
 	folder_list_release(&sl);
 	folder_list_release(&tl);

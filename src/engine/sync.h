@@ -39,7 +39,8 @@ enum sync_event_type {
 	SYNC_EV_MESSAGE_SKIPPED, /* by policy: uid, size, date, subject, text = reason */
 	SYNC_EV_MESSAGE_FAILED,  /* refused by the target: ... text = error */
 	SYNC_EV_WARNING,       /* text; folder maybe */
-	SYNC_EV_PROGRESS,      /* count = messages copied so far, bytes */
+	SYNC_EV_PROGRESS,      /* count/bytes = handled so far in this pass */
+	SYNC_EV_TOTALS,        /* count/bytes = messages/octets on the source */
 };
 
 struct sync_event {
@@ -63,10 +64,15 @@ struct sync_opts {
 	const char *source_key, *target_key; /* identify the pair in the state */
 	struct folder_rules rules;
 	uint64_t max_message_size;           /* 0 = no limit */
+	uint64_t max_items;                  /* 0 = no limit; more fails the pass */
 	bool dry_run;                        /* plan and count; change nothing */
 	struct state *state;
 	sync_event_fn *event;
 	void *event_ctx;
+	/* Asked between folders and UID windows; true ends the pass with
+	 * ERR_STOPPED (state consistent, resumable).  NULL = never. */
+	bool (*should_stop)(void *ctx);
+	void *stop_ctx;
 };
 
 struct sync_stats {

@@ -1228,6 +1228,69 @@ int imap_client_select(struct imap_client *c, const char *name, bool read_only,
 	return 0;
 }
 
+struct status_ctx {
+	imap_status_fn *fn;
+	void *ctx;
+};
+
+static int status_untagged(struct imap_client *c, const struct imap_response *r, struct err *err)
+{
+	struct status_ctx *sc = c->untagged_ctx;
+	(void)err;
+	if (!r->name || strcmp(r->name, "STATUS") != 0 || !r->args || !r->args->next ||
+	    r->args->next->type != IMAP_ARG_LIST)
+		return 0;
+	const char *raw = imap_arg_str(r->args);
+	if (!raw && r->args->type == IMAP_ARG_LITERAL)
+		raw = r->args->str;
+	if (!raw)
+		return 0;
+	uint64_t messages = 0, size = 0, n;
+	for (const struct imap_arg *a = r->args->next->child; a && a->next; a = a->next->next) {
+		if (imap_arg_atom_is(a, "MESSAGES") && imap_arg_number(a->next, &n))
+			messages = n;
+		else if (imap_arg_atom_is(a, "SIZE") && imap_arg_number(a->next, &n))
+			size = n;
+	}
+	struct buf name = BUF_INIT(0);
+	if (strcasecmp(raw, "INBOX") == 0)
+		buf_puts(&name, "INBOX");
+	else
+		decode_name(raw, strlen(raw), &name);
+	sc->fn(sc->ctx, buf_cstr(&name), messages > UINT32_MAX ? UINT32_MAX : (uint32_t)messages,
+	       size);
+	buf_release(&name);
+	return 0;
+}
+
+int imap_client_status(struct imap_client *c, const char *const *names, size_t n,
+		       imap_status_fn *fn, void *ctx, struct err *err)
+{
+	struct status_ctx sc = { fn, ctx };
+	bool want_size = imap_client_has_cap(c, "STATUS=SIZE");
+	c->untagged = status_untagged;
+	c->untagged_ctx = &sc;
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct buf line = BUF_INIT(0);
+		struct cmd *cmd = cmd_start(c, &line, "STATUS", names[i], ERR_FOLDER, NULL);
+		buf_puts(&line, "STATUS ");
+		r = add_mailbox(c, &line, names[i], NULL, err);
+		if (r < 0)
+			drop_cmd(c, cmd);
+		else {
+			buf_puts(&line, want_size ? " (MESSAGES SIZE)" : " (MESSAGES)");
+			r = cmd_finish_line(c, &line, err);
+		}
+		buf_release(&line);
+	}
+	/* a refused STATUS only loses that folder's count */
+	if (r == 0 && imap_client_wait_all(c, err) < 0 && imap_client_is_dead(c))
+		r = -1;
+	c->untagged = NULL;
+	return r;
+}
+
 static int mailbox_cmd(struct imap_client *c, const char *verb, const char *name,
 		       struct cmd_result *res, struct err *err)
 {

@@ -134,6 +134,14 @@ struct imap_select_info {
  * name is UTF-8. */
 int imap_client_select(struct imap_client *c, const char *name, bool read_only,
 		       struct imap_select_info *info_r, struct err *err);
+/* STATUS of many mailboxes at once (pipelined): fn is called for each
+ * answer with the mailbox name (UTF-8), MESSAGES, and SIZE (total octets;
+ * 0 when the server lacks STATUS=SIZE).  A mailbox the server refuses is
+ * skipped (its error is not fatal); names are UTF-8. */
+typedef void imap_status_fn(void *ctx, const char *name, uint32_t messages, uint64_t size);
+int imap_client_status(struct imap_client *c, const char *const *names, size_t n,
+		       imap_status_fn *fn, void *ctx, struct err *err);
+
 /* CREATE; an existing mailbox ([ALREADYEXISTS]) counts as success with
  * *existed_r = true. */
 int imap_client_create(struct imap_client *c, const char *name, bool *existed_r,

@@ -107,6 +107,7 @@ const char *err_kind_name(enum err_kind kind)
 	case ERR_TRANSIENT: return "transient";
 	case ERR_CONFIG: return "config";
 	case ERR_INTERNAL: return "internal";
+	case ERR_STOPPED: return "stopped";
 	}
 	return "unknown";
 }

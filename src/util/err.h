@@ -15,6 +15,7 @@
  *                  reconnect and retry with backoff
  *   ERR_CONFIG     bad input or settings: stop before starting anything
  *   ERR_INTERNAL   a bug or an unexpected local failure (disk, database)
+ *   ERR_STOPPED    the person asked to stop; nothing is wrong
  *
  * All fields are fixed-size arrays so an error can be copied by value and
  * never needs freeing.  Text that does not fit is truncated.
@@ -33,6 +34,7 @@ enum err_kind {
 	ERR_TRANSIENT,
 	ERR_CONFIG,
 	ERR_INTERNAL,
+	ERR_STOPPED,   /* stopped on request (signal, batch stop): resume later */
 };
 
 enum side {
