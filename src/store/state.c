@@ -23,10 +23,11 @@
 
 #include <sqlite3.h>
 
+#include "store/state_internal.h"
 #include "util/mem.h"
 
 /* PRAGMA user_version of the schema this code writes. */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* PRAGMA application_id: "IMIG", so `file state.db` and we ourselves can
  * tell our database from another program's. */
 #define APPLICATION_ID 0x494d4947
@@ -75,6 +76,48 @@ static const char *const migrations[SCHEMA_VERSION] = {
     /* WITHOUT ROWID appends the key (tgt_uid) to the index, so "lowest
      * unclaimed UID with this fp" is one index seek, no sort. */
     "CREATE INDEX tfp_fp ON tfp (folder_id, fp, claimed);",
+    /* 1 -> 2: batches (see batch_store.h).  No passwords: the batch keeps
+     * the CSV's path and hash and re-reads it when it runs. */
+    "CREATE TABLE batch ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " status TEXT NOT NULL,"
+    " config TEXT NOT NULL,"
+    " csv_path TEXT NOT NULL,"
+    " csv_sha256 TEXT NOT NULL,"
+    " created INTEGER NOT NULL,"
+    " start_after INTEGER NOT NULL DEFAULT 0,"
+    " stop_requested INTEGER NOT NULL DEFAULT 0,"
+    " notified_status TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE batch_user ("
+    " batch_id INTEGER NOT NULL REFERENCES batch (id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL,"
+    " email TEXT NOT NULL,"
+    " source_user TEXT NOT NULL,"
+    " target_user TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " error TEXT NOT NULL DEFAULT '',"
+    " pair_id INTEGER NOT NULL DEFAULT 0,"
+    " items_copied INTEGER NOT NULL DEFAULT 0,"
+    " items_existing INTEGER NOT NULL DEFAULT 0,"
+    " bytes INTEGER NOT NULL DEFAULT 0,"
+    " folders INTEGER NOT NULL DEFAULT 0,"
+    " started INTEGER NOT NULL DEFAULT 0,"
+    " last_synced INTEGER NOT NULL DEFAULT 0,"
+    " completed INTEGER NOT NULL DEFAULT 0,"
+    " duration REAL NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (batch_id, idx));"
+    "CREATE TABLE batch_item ("
+    " batch_id INTEGER NOT NULL REFERENCES batch (id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL,"
+    " folder TEXT NOT NULL,"
+    " uid INTEGER NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " date TEXT NOT NULL DEFAULT '',"
+    " subject TEXT NOT NULL DEFAULT '',"
+    " size INTEGER NOT NULL DEFAULT 0,"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (batch_id, idx, folder, uid));",
 };
 
 #define MSG_COLUMNS "src_uid, fp, size, tgt_uid, status, flags, reason"
@@ -200,6 +243,18 @@ static int config_fail(const char *path, struct err *err, const char *fmt, const
 	err_set(err, ERR_CONFIG, fmt, path, detail);
 	err_hint(err, "move the file away, or use another file with --state");
 	return -1;
+}
+
+/* --- for other store modules (state_internal.h) --- */
+
+sqlite3 *state_sqlite(struct state *st)
+{
+	return st->db;
+}
+
+int state_fail(struct state *st, const char *action, struct err *err)
+{
+	return db_fail(st, action, err);
 }
 
 /* --- statements --- */

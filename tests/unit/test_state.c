@@ -175,7 +175,7 @@ static void test_open_newer_schema(void **state)
 	assert_int_equal(fx->err.kind, ERR_CONFIG);
 	snprintf(expect, sizeof(expect),
 	         "state database %s was written by a newer imapmig (schema 99); this one knows"
-	         " schema 1 at most",
+	         " schema 2 at most",
 	         fx->path);
 	assert_string_equal(fx->err.what, expect);
 	assert_non_null(strstr(fx->err.hint, "--state"));
