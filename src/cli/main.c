@@ -15,6 +15,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "sync", cmd_sync, "copy one mailbox (first a full copy, then what changed)" },
+	{ "verify", cmd_verify, "compare two mailboxes: missing, extra, mismatched messages" },
 };
 
 static void usage(FILE *f)
