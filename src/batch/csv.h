@@ -65,11 +65,11 @@ struct csv_rules {
  * On success the caller owns *out and releases it with csv_users_release(),
  * which wipes the passwords.  The file's bytes are wiped after parsing. */
 int csv_read_users(const char *path, const struct csv_rules *rules, struct csv_users *out,
-		   struct err *err);
+                   struct err *err);
 /* The same for bytes already in memory (not modified, not wiped);
  * path_for_messages only names the file in errors. */
 int csv_parse_users(const char *path_for_messages, const uint8_t *data, size_t len,
-		    const struct csv_rules *rules, struct csv_users *out, struct err *err);
+                    const struct csv_rules *rules, struct csv_users *out, struct err *err);
 /* Wipe the passwords, free everything; *u becomes empty.  Safe on an empty
  * or already released list. */
 void csv_users_release(struct csv_users *u);
@@ -89,11 +89,11 @@ void csv_users_release(struct csv_users *u);
  * fields at CSV_MAX_FIELD bytes and records at CSV_MAX_FIELDS fields.
  */
 struct csv_reader {
-	const char *path;         /* for messages; borrowed */
-	const uint8_t *data;      /* borrowed; must outlive the reader */
-	size_t len;               /* without the trailing blank lines */
+	const char *path;    /* for messages; borrowed */
+	const uint8_t *data; /* borrowed; must outlive the reader */
+	size_t len;          /* without the trailing blank lines */
 	size_t pos;
-	unsigned line;            /* line the next record starts on */
+	unsigned line; /* line the next record starts on */
 	/* Optional column names for messages ("users.csv:4:3 (Password): ...");
 	 * borrowed, names[i] for field i+1; set after reading the header. */
 	const char *const *names;
@@ -101,12 +101,12 @@ struct csv_reader {
 };
 
 struct csv_record {
-	uint8_t *data;  /* the fields' bytes, each followed by a NUL */
+	uint8_t *data; /* the fields' bytes, each followed by a NUL */
 	size_t len, alloc;
-	size_t *start;  /* field i is data + start[i] ... */
-	size_t *flen;   /* ... of flen[i] bytes (no NUL inside: the reader refuses NUL) */
+	size_t *start; /* field i is data + start[i] ... */
+	size_t *flen;  /* ... of flen[i] bytes (no NUL inside: the reader refuses NUL) */
 	size_t count, fields_alloc;
-	unsigned line;  /* the line the record starts on (1-based) */
+	unsigned line; /* the line the record starts on (1-based) */
 };
 
 void csv_reader_init(struct csv_reader *r, const char *path, const uint8_t *data, size_t len);
