@@ -12,8 +12,17 @@
  *                  "user_status" at each status change, "progress" at
  *                  most once a second per user and at the end.
  * A user's line: "alice@example.org  Syncing  1234/5000 msgs  45.2/120.0 MB
- * 3.1 MB/s  ETA 0:25"; the total line sums every user and adds users done.
- * Rates use the last ~10 s, ETA = remaining bytes / rate ("--" unknown).
+ * 3.1 MB/s  ETA 0:25"; the total line sums every user and adds users done
+ * ("(12/20 users done, 1 failed)": done = Synced, Completed, Failed or
+ * Stopped).  Running = Syncing, IncrementalSyncing, Completing; with a
+ * single slot its line is always shown and there is no total line.
+ * Rates use the last ~10 s, ETA = remaining bytes / rate (remaining
+ * messages when bytes are unknown; "--" unknown).  Sizes are decimal SI
+ * (1 KB = 1000 B).  Text from outside (names, notes) has control
+ * characters replaced.  LOG: log_interval_s 0 means 30; status changes
+ * print "<time> alice@example.org: Synced" at once.  JSON: a user's
+ * pending "progress" goes out before its next "user_status" and at
+ * progress_finish().  After progress_finish() only notes print.
  *
  * Thread-safe: workers call the update functions concurrently.  The
  * object never owns out; strings passed in are copied.
