@@ -97,14 +97,20 @@ static const char *iso_time(time_t t, char *out, size_t outlen)
 	return out;
 }
 
-/* "2026-11-29 16:04 UTC" for people, or "" for 0. */
-static const char *human_time(time_t t, char *out, size_t outlen)
+/* "2026-11-29 16:04 UTC" for people, or "" for 0; without the " UTC"
+ * in table cells, whose header says it once. */
+static const char *human_time_z(time_t t, bool utc, char *out, size_t outlen)
 {
 	struct tm tm;
 	out[0] = '\0';
 	if (t != 0 && gmtime_r(&t, &tm))
-		strftime(out, outlen, "%Y-%m-%d %H:%M UTC", &tm);
+		strftime(out, outlen, utc ? "%Y-%m-%d %H:%M UTC" : "%Y-%m-%d %H:%M", &tm);
 	return out;
+}
+
+static const char *human_time(time_t t, char *out, size_t outlen)
+{
+	return human_time_z(t, true, out, outlen);
 }
 
 /* A duration that can go into any format: finite, not negative. */
@@ -511,19 +517,22 @@ static const char html_css[] =
     ".failures .who{font-weight:600}\n"
     ".failures .why{display:block;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"
     "monospace;font-size:12.5px;white-space:pre-wrap;word-break:break-word}\n"
-    "table{width:100%;border-collapse:collapse;border:1px solid var(--line);"
-    "border-radius:8px;overflow:hidden}\n"
+    ".scroll{overflow-x:auto;border:1px solid var(--line);border-radius:8px}\n"
+    "table{width:100%;border-collapse:collapse}\n"
     "th,td{padding:7px 10px;text-align:left;vertical-align:top;"
     "border-bottom:1px solid var(--line)}\n"
+    "tbody tr:last-child td{border-bottom:0}\n"
     "th{background:var(--bg);font-size:12px;color:var(--muted);font-weight:600;"
     "white-space:nowrap}\n"
-    "tbody tr:nth-child(even){background:#fbfcfd}\n"
     "tr.failed td{background:#fff8f7}\n"
+    "tr.has-err td{border-bottom:0}\n"
+    "tr.err td{padding:0 10px 9px 24px;font-family:ui-monospace,SFMono-Regular,Menlo,"
+    "Consolas,monospace;font-size:12px;white-space:pre-wrap;word-break:break-word}\n"
+    "tr.err.failed td{color:var(--bad)}\n"
+    "tr.err.warn td{color:#9a6700}\n"
     "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\n"
     "td.time{white-space:nowrap;color:var(--muted);font-size:12.5px}\n"
     "td .sub{display:block;color:var(--muted);font-size:12px}\n"
-    "td.err{color:var(--bad);font-size:12.5px;white-space:pre-wrap;word-break:break-word;"
-    "max-width:360px}\n"
     "td.subject{word-break:break-word}\n"
     ".empty{color:var(--muted);font-style:italic}\n"
     "footer{margin-top:32px;color:var(--muted);font-size:12px}\n"
@@ -533,7 +542,7 @@ static void html_td_time(struct out *o, time_t t)
 {
 	char tb[40];
 	put(o, "<td class=\"time\">");
-	html(o, human_time(t, tb, sizeof(tb)));
+	html(o, human_time_z(t, false, tb, sizeof(tb)));
 	put(o, "</td>");
 }
 
@@ -624,16 +633,17 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 	}
 
 	/* users */
-	put(&o, "<h2>Users</h2>\n<table>\n<thead><tr><th>Mailbox</th><th>Status</th>"
-		"<th class=\"num\">Synced</th><th class=\"num\">Skipped</th>"
+	put(&o, "<h2>Users</h2>\n<div class=\"scroll\"><table>\n<thead><tr><th>Mailbox</th>"
+		"<th>Status</th><th class=\"num\">Synced</th><th class=\"num\">Skipped</th>"
 		"<th class=\"num\">Failed</th><th class=\"num\">Data</th>"
-		"<th class=\"num\">Folders</th><th>Started</th><th>Last synced</th>"
-		"<th>Completed</th><th class=\"num\">Duration</th><th>Error</th></tr></thead>\n"
-		"<tbody>\n");
+		"<th class=\"num\">Folders</th><th>Started (UTC)</th><th>Last synced</th>"
+		"<th>Completed</th><th class=\"num\">Duration</th></tr></thead>\n<tbody>\n");
 	for (size_t i = 0; i < r->n_users; i++) {
 		const struct report_user *u = &r->users[i];
 		bool failed = strcmp(str(u->status), "Failed") == 0;
-		put(&o, failed ? "<tr class=\"failed\"><td>" : "<tr><td>");
+		bool has_err = u->error && u->error[0];
+		putf(&o, "<tr class=\"%s%s\"><td>", failed ? "failed" : "user",
+		     has_err ? " has-err" : "");
 		html(&o, u->email);
 		if (u->source_user && strcmp(u->source_user, str(u->email)) != 0) {
 			put(&o, "<span class=\"sub\">from ");
@@ -651,21 +661,27 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 		html_td_time(&o, u->started);
 		html_td_time(&o, u->last_synced);
 		html_td_time(&o, u->completed);
-		putf(&o, "<td class=\"num\">%s</td><td class=\"err\">",
+		putf(&o, "<td class=\"num\">%s</td></tr>\n",
 		     u->duration_s > 0 ? human_duration(u->duration_s, a, sizeof(a)) : "");
-		html(&o, u->error);
-		put(&o, "</td></tr>\n");
+		/* the error on its own full-width row: a narrow column would
+		 * squeeze a long server message into a tower of letters */
+		if (has_err) {
+			putf(&o, "<tr class=\"err %s\"><td colspan=\"11\">",
+			     failed ? "failed" : "warn");
+			html(&o, u->error);
+			put(&o, "</td></tr>\n");
+		}
 	}
 	if (r->n_users == 0)
-		put(&o, "<tr><td colspan=\"12\" class=\"empty\">No users.</td></tr>\n");
-	put(&o, "</tbody>\n</table>\n");
+		put(&o, "<tr><td colspan=\"11\" class=\"empty\">No users.</td></tr>\n");
+	put(&o, "</tbody>\n</table></div>\n");
 
 	/* skipped items */
 	putf(&o, "<h2>Skipped items (%s)</h2>\n", human_count(r->n_items, a, sizeof(a)));
 	if (r->n_items == 0) {
 		put(&o, "<p class=\"empty\">No message was skipped.</p>\n");
 	} else {
-		put(&o, "<table>\n<thead><tr><th>User</th><th>Folder</th><th class=\"num\">UID</th>"
+		put(&o, "<div class=\"scroll\"><table>\n<thead><tr><th>User</th><th>Folder</th><th class=\"num\">UID</th>"
 			"<th>Date</th><th>Subject</th><th class=\"num\">Size</th><th>Reason</th>"
 			"</tr></thead>\n<tbody>\n");
 		for (size_t i = 0; i < r->n_items; i++) {
@@ -684,7 +700,7 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 			html(&o, it->reason);
 			put(&o, "</td></tr>\n");
 		}
-		put(&o, "</tbody>\n</table>\n");
+		put(&o, "</tbody>\n</table></div>\n");
 	}
 
 	put(&o, "<footer>Generated by imapmig");
