@@ -16,6 +16,7 @@ enum exit_status {
 #include <stdbool.h>
 
 int cmd_sync(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 /* Ctrl-C / SIGTERM: the first asks for a stop at the next safe point

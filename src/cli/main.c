@@ -15,6 +15,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "sync", cmd_sync, "copy one mailbox (first a full copy, then what changed)" },
+	{ "batch", cmd_batch, "move many mailboxes from a CSV, in passes until cut-over" },
 	{ "verify", cmd_verify, "compare two mailboxes: missing, extra, mismatched messages" },
 };
 

@@ -1,0 +1,129 @@
+/* batch.h - many mailbox pairs from a CSV, run in parallel, in passes.
+ *
+ * A batch is created once (batch_create: the CSV is validated, the users
+ * and the options are stored, no secrets) and then run in passes:
+ *   BATCH_PASS_START     initial copy for every user not yet synced
+ *   BATCH_PASS_SYNC      an incremental pass over every user not completed
+ *   BATCH_PASS_COMPLETE  a last incremental pass; users end Completed
+ * Each pass re-reads the passwords from the CSV the batch remembers (its
+ * path and SHA-256 are stored; a changed user list is refused) and from
+ * the admin password files or environment.
+ *
+ * Users run on `jobs` worker threads (never more than max_connections at
+ * once against a server: each user holds one connection per side), each
+ * with its own state handle.  A transient failure (dropped connection,
+ * BYE, [UNAVAILABLE], throttling) is retried with exponential backoff
+ * (2 s doubling to 60 s, 5 attempts); then the user is Failed with the
+ * last error.  One user failing never stops the others.  A pass that is
+ * killed and run again resumes: the sync engine never copies twice.
+ *
+ * Statuses (strings, as shown to people and in reports): Created Queued
+ * Syncing Synced IncrementalSyncing Completing Completed Failed Stopped.
+ *
+ * Events go to a callback, from worker threads: it must be thread-safe.
+ */
+#ifndef IMAPMIG_BATCH_BATCH_H
+#define IMAPMIG_BATCH_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "imap/imap_client.h"
+#include "util/err.h"
+#include "util/strvec.h"
+
+/* Everything `batch create` was told, except secrets (only paths to them). */
+struct batch_config {
+	char *source_url, *target_url;
+	char *ca_file;
+	struct strvec resolve; /* HOST:ADDR */
+	bool allow_plaintext, insecure;
+	unsigned timeout_s;
+	char *source_admin, *target_admin;
+	enum imap_admin_mode admin_mode;
+	char *source_password_file, *target_password_file;
+	struct strvec include, exclude, folder_map;
+	uint64_t max_message_size, max_items;
+	unsigned jobs, max_connections;
+	time_t start_after;
+	struct strvec notify;
+	char *smtp_url, *smtp_password_file, *smtp_from;
+};
+
+void batch_config_release(struct batch_config *c);
+/* "key=value" lines (repeated keys for lists); caller frees. */
+char *batch_config_serialize(const struct batch_config *c);
+int batch_config_parse(const char *text, struct batch_config *c_r, struct err *err);
+
+/* Validate the CSV (and the URLs) and store the batch.  state_path is
+ * the database.  ERR_CONFIG for every input problem; nothing is stored
+ * then. */
+int batch_create(const char *state_path, const char *name, const char *csv_path,
+		 const struct batch_config *c, struct err *err);
+
+enum batch_pass {
+	BATCH_PASS_START,
+	BATCH_PASS_SYNC,
+	BATCH_PASS_COMPLETE,
+};
+
+enum batch_event_type {
+	BATCH_EV_USER_STATUS, /* user, status, text = error (Failed) */
+	BATCH_EV_USER_TOTALS, /* count/bytes on the source */
+	BATCH_EV_USER_PROGRESS, /* count/bytes handled in this pass */
+	BATCH_EV_ITEM,        /* skipped/failed message: folder uid date subject size text */
+	BATCH_EV_WARNING,     /* text */
+	BATCH_EV_USER_DONE,   /* status, copied, skipped, failed, bytes, text = error */
+	BATCH_EV_WAITING,     /* text: waiting for --start-after */
+};
+
+struct batch_event {
+	enum batch_event_type type;
+	size_t idx;        /* user slot */
+	const char *user;  /* email */
+	const char *status;
+	const char *text;
+	const char *folder;
+	const char *kind;  /* "skipped" / "failed" */
+	uint32_t uid;
+	const char *date, *subject;
+	uint64_t size;
+	uint64_t count, bytes;
+	uint64_t copied, skipped, failed;
+};
+
+typedef void batch_event_fn(void *ctx, const struct batch_event *ev);
+
+struct batch_run_opts {
+	const char *state_path;
+	const char *name;
+	enum batch_pass pass;
+	batch_event_fn *event;
+	void *event_ctx;
+	bool (*should_stop)(void *ctx); /* e.g. Ctrl-C; NULL = never */
+	void *stop_ctx;
+};
+
+struct batch_result {
+	size_t users;   /* in the batch */
+	size_t ran;     /* run in this pass */
+	size_t failed;  /* Failed at the end */
+	size_t stopped;
+	char status[32]; /* batch status after the pass */
+};
+
+/* Run one pass (blocking until every user of it is done, failed or
+ * stopped).  -1 only when the pass could not run at all (no such batch,
+ * CSV changed, no password, database error); per-user failures are in
+ * the result. */
+int batch_run(const struct batch_run_opts *o, struct batch_result *res_r, struct err *err);
+
+/* Ask running passes of the batch (in any process) to stop. */
+int batch_request_stop(const char *state_path, const char *name, struct err *err);
+
+/* The batch status from its users' statuses. */
+const char *batch_status_from_users(const char *const *statuses, size_t n, enum batch_pass pass);
+
+#endif
