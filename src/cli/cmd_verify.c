@@ -352,10 +352,11 @@ static void summary(struct output *out, const struct verify_stats *s, double sec
 	       (unsigned long long)s->missing, (unsigned long long)s->extra,
 	       (unsigned long long)s->mismatched);
 	if (s->folders_missing)
-		printf(", %llu folders missing on the target",
-		       (unsigned long long)s->folders_missing);
+		printf(", %llu folder%s missing on the target",
+		       (unsigned long long)s->folders_missing, s->folders_missing == 1 ? "" : "s");
 	if (s->folders_failed)
-		printf(", %llu folders NOT compared", (unsigned long long)s->folders_failed);
+		printf(", %llu folder%s NOT compared", (unsigned long long)s->folders_failed,
+		       s->folders_failed == 1 ? "" : "s");
 	printf(" (%llu skipped by policy)%s\n", (unsigned long long)s->skipped,
 	       fatal ? " -- INCOMPLETE, stopped early" : "");
 }

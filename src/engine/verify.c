@@ -127,17 +127,19 @@ static bool leap(int64_t y)
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-/* Days from 1970-01-01 to y-m-d (m 0..11); years before 1970 count back. */
+/* Leap days in years [1, y) for y >= 1. */
+static int64_t leaps_before(int64_t y)
+{
+	return (y - 1) / 4 - (y - 1) / 100 + (y - 1) / 400;
+}
+
+/* Days from 1970-01-01 to y-m-d (m 0..11, y 0..9999).  Shifted by 400
+ * years (one leap cycle) so the divisions never see a negative number. */
 static int64_t days_since_epoch(int64_t y, int m, int d)
 {
 	static const int before[12] = { 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334 };
-	int64_t days = 0;
-	for (int64_t yy = 1970; yy < y; yy++)
-		days += leap(yy) ? 366 : 365;
-	for (int64_t yy = y; yy < 1970; yy++)
-		days -= leap(yy) ? 366 : 365;
-	days += before[m] + (m > 1 && leap(y)) + d - 1;
-	return days;
+	return 365 * (y - 1970) + leaps_before(y + 400) - leaps_before(1970 + 400) + before[m] +
+	       (m > 1 && leap(y)) + d - 1;
 }
 
 static bool digits(const char *s, int n, int *v_r)
@@ -372,6 +374,8 @@ static int cmp_entry_uid(const void *pa, const void *pb)
  * that repeats a FETCH response must not make one message two). */
 static void scan_sort(struct scan *sc)
 {
+	if (sc->n == 0)
+		return;
 	qsort(sc->v, sc->n, sizeof(*sc->v), cmp_entry_uid);
 	size_t keep = 0;
 	for (size_t i = 0; i < sc->n; i++)
