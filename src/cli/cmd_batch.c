@@ -522,6 +522,13 @@ static int run_pass(struct batch_args *a, enum batch_pass pass)
 		}
 		state_close(&st);
 	}
+	if (!n_users) {
+		if (!err.what[0])
+			err_set(&err, ERR_CONFIG, "there is no batch named '%s'", a->name);
+		cli_error(&err);
+		free(owned);
+		return cli_exit_for(&err);
+	}
 	enum progress_mode mode = a->json ? PROGRESS_JSON
 				  : isatty(STDERR_FILENO) ? PROGRESS_TTY
 							  : PROGRESS_LOG;
