@@ -344,11 +344,27 @@ static void put_text(struct buf *b, const char *s, bool keep_nl)
 	}
 }
 
+/* s in exactly cols columns: padded with spaces, or cut with a '~' at
+ * the end when longer (so one long name does not push every line's
+ * numbers off the screen).  cols 0: s as it is. */
 static void put_padded(struct buf *b, const char *s, size_t cols)
 {
-	put_text(b, s, false);
-	for (size_t n = text_cols(s); n < cols; n++)
-		buf_putc(b, ' ');
+	size_t n = text_cols(s);
+	if (n <= cols || !cols) {
+		put_text(b, s, false);
+		for (; n < cols; n++)
+			buf_putc(b, ' ');
+		return;
+	}
+	struct buf cut = BUF_INIT(0);
+	size_t i, k = 0;
+	for (i = 0; s[i]; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80 && k++ == cols - 1)
+			break;
+	buf_append(&cut, s, i);
+	put_text(b, buf_cstr(&cut), false);
+	buf_release(&cut);
+	buf_putc(b, '~');
 }
 
 static const char *slot_name(const struct slot *s, char *tmp, size_t tmplen, size_t i)
@@ -454,8 +470,11 @@ static void tty_frame(struct progress *p, double now, struct buf *frame)
 		statw = w > statw ? w : statw;
 		running++;
 	}
-	if (namew > MAX_NAME_COLS)
-		namew = MAX_NAME_COLS;
+	size_t namecap = cols / 3 < 8 ? 8 : cols / 3;
+	if (namecap > MAX_NAME_COLS)
+		namecap = MAX_NAME_COLS;
+	if (namew > namecap)
+		namew = namecap;
 
 	/* A live area taller than the screen cannot be redrawn in place
 	 * (the cursor cannot move above the top), so cap it. */

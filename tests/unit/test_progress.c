@@ -344,11 +344,15 @@ static void test_tty_width_and_height(void **state)
 {
 	(void)state;
 	struct fx *fx = fx_new(PROGRESS_TTY, NULL, 1, 10);
-	progress_set_term_size(fx->p, 20, 24);
-	/* Single slot: its line, no total; cut to 19 columns, UTF-8 whole;
-	 * escape characters in a name neutralised. */
+	progress_set_term_size(fx->p, 40, 24);
+	/* Single slot: its line, no total.  The name gets at most a third of
+	 * the width (cut with '~', UTF-8 kept whole, escapes neutralised),
+	 * the line at most 39 columns. */
 	progress_status(fx->p, 0, "j\xc3\xbcrgen\033[2J@example.org", "Syncing");
-	assert_string_equal(fresh(fx), EL "j\xc3\xbcrgen?[2J@example.\n");
+	assert_string_equal(fresh(fx), EL "j\xc3\xbcrgen?[2J@e~  Syncing  0 msgs  0 B  --\n");
+	progress_set_term_size(fx->p, 20, 24);
+	progress_status(fx->p, 0, "\xc3\xa9mile", "Completing");
+	assert_string_equal(fresh(fx), "\033[1A" EL "\xc3\xa9mile  Completing  \n");
 	fx_free(fx);
 
 	fx = fx_new(PROGRESS_TTY, "b1", 10, 10);
