@@ -15,75 +15,93 @@
 #include "util/url.h"
 
 static const char verify_usage[] =
-	"usage: imapmig verify [options] SOURCE TARGET\n"
-	"\n"
-	"Compare the mailbox SOURCE with TARGET directly (no state database): every\n"
-	"folder through the same name mapping and filters as 'imapmig sync', every\n"
-	"message matched by its header fingerprint and size (or, with --deep, by the\n"
-	"SHA-256 of the whole message), then flags and INTERNALDATE.  Lists missing,\n"
-	"extra and mismatched messages and ends with a summary line.\n"
-	"\n"
-	"Passwords (never on the command line):\n"
-	"  --source-password-file F   else $IMAPMIG_SOURCE_PASSWORD, else a prompt\n"
-	"  --target-password-file F   else $IMAPMIG_TARGET_PASSWORD, else a prompt\n"
-	"  --source-admin USER        log in as this admin acting for the source user\n"
-	"  --target-admin USER        (the password is then the admin's)\n"
-	"  --admin-style STYLE        authzid (default) or master (LOGIN user*admin)\n"
-	"Connection:\n"
-	"  --ca-file F                trust this CA (PEM) as well as the system's\n"
-	"  --resolve HOST:ADDR        connect to ADDR for HOST (repeatable)\n"
-	"  --allow-plaintext          accept imap:// servers that offer no STARTTLS\n"
-	"  --insecure                 do not verify certificates (dangerous)\n"
-	"  --timeout SECONDS          network timeout (default 60)\n"
-	"What to compare (use the options the copy used):\n"
-	"  --include GLOB / --exclude GLOB   folder filters (repeatable); excluded\n"
-	"                             folders are reported as skipped\n"
-	"  --folder-map SRC=DST       folder SRC (and below) is at DST (repeatable)\n"
-	"  --max-message-size SIZE    larger source messages not on the target are\n"
-	"                             reported as skipped, not missing\n"
-	"  --deep                     also download and hash every message (slow)\n"
-	"Output:\n"
-	"  --max-details N            list at most N differences per folder (default\n"
-	"                             50; all are counted)\n"
-	"  --verbose                  say how every folder compared\n"
-	"  --debug                    also trace the IMAP protocol (passwords hidden)\n"
-	"  --json                     one JSON event per line on stdout\n"
-	"  --help\n"
-	"\n"
-	"Exit status: 0 identical; 1 differences found (or a folder could not be\n"
-	"compared); 2 bad usage; 3 could not connect or log in.\n";
+    "usage: imapmig verify [options] SOURCE TARGET\n"
+    "\n"
+    "Compare the mailbox SOURCE with TARGET directly (no state database): every\n"
+    "folder through the same name mapping and filters as 'imapmig sync', every\n"
+    "message matched by its header fingerprint and size (or, with --deep, by the\n"
+    "SHA-256 of the whole message), then flags and INTERNALDATE.  Lists missing,\n"
+    "extra and mismatched messages and ends with a summary line.\n"
+    "\n"
+    "Passwords (never on the command line):\n"
+    "  --source-password-file F   else $IMAPMIG_SOURCE_PASSWORD, else a prompt\n"
+    "  --target-password-file F   else $IMAPMIG_TARGET_PASSWORD, else a prompt\n"
+    "  --source-admin USER        log in as this admin acting for the source user\n"
+    "  --target-admin USER        (the password is then the admin's)\n"
+    "  --admin-style STYLE        authzid (default) or master (LOGIN user*admin)\n"
+    "Connection:\n"
+    "  --ca-file F                trust this CA (PEM) as well as the system's\n"
+    "  --resolve HOST:ADDR        connect to ADDR for HOST (repeatable)\n"
+    "  --allow-plaintext          accept imap:// servers that offer no STARTTLS\n"
+    "  --insecure                 do not verify certificates (dangerous)\n"
+    "  --timeout SECONDS          network timeout (default 60)\n"
+    "What to compare (use the options the copy used):\n"
+    "  --include GLOB / --exclude GLOB   folder filters (repeatable); excluded\n"
+    "                             folders are reported as skipped\n"
+    "  --folder-map SRC=DST       folder SRC (and below) is at DST (repeatable)\n"
+    "  --max-message-size SIZE    larger source messages not on the target are\n"
+    "                             reported as skipped, not missing\n"
+    "  --deep                     also download and hash every message (slow)\n"
+    "Output:\n"
+    "  --max-details N            list at most N differences per folder (default\n"
+    "                             50; all are counted)\n"
+    "  --verbose                  say how every folder compared\n"
+    "  --debug                    also trace the IMAP protocol (passwords hidden)\n"
+    "  --json                     one JSON event per line on stdout\n"
+    "  --help\n"
+    "\n"
+    "Exit status: 0 identical; 1 differences found (or a folder could not be\n"
+    "compared); 2 bad usage; 3 could not connect or log in.\n";
 
 enum {
-	OPT_SRC_PWFILE = 256, OPT_TGT_PWFILE, OPT_SRC_ADMIN, OPT_TGT_ADMIN, OPT_ADMIN_STYLE,
-	OPT_CA_FILE, OPT_RESOLVE, OPT_ALLOW_PLAIN, OPT_INSECURE, OPT_TIMEOUT, OPT_INCLUDE,
-	OPT_EXCLUDE, OPT_FOLDER_MAP, OPT_MAX_SIZE, OPT_DEEP, OPT_MAX_DETAILS, OPT_STATE,
-	OPT_BATCH, OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP,
+	OPT_SRC_PWFILE = 256,
+	OPT_TGT_PWFILE,
+	OPT_SRC_ADMIN,
+	OPT_TGT_ADMIN,
+	OPT_ADMIN_STYLE,
+	OPT_CA_FILE,
+	OPT_RESOLVE,
+	OPT_ALLOW_PLAIN,
+	OPT_INSECURE,
+	OPT_TIMEOUT,
+	OPT_INCLUDE,
+	OPT_EXCLUDE,
+	OPT_FOLDER_MAP,
+	OPT_MAX_SIZE,
+	OPT_DEEP,
+	OPT_MAX_DETAILS,
+	OPT_STATE,
+	OPT_BATCH,
+	OPT_VERBOSE,
+	OPT_DEBUG,
+	OPT_JSON,
+	OPT_HELP,
 };
 
 static const struct option verify_options[] = {
-	{ "source-password-file", required_argument, NULL, OPT_SRC_PWFILE },
-	{ "target-password-file", required_argument, NULL, OPT_TGT_PWFILE },
-	{ "source-admin", required_argument, NULL, OPT_SRC_ADMIN },
-	{ "target-admin", required_argument, NULL, OPT_TGT_ADMIN },
-	{ "admin-style", required_argument, NULL, OPT_ADMIN_STYLE },
-	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
-	{ "resolve", required_argument, NULL, OPT_RESOLVE },
-	{ "allow-plaintext", no_argument, NULL, OPT_ALLOW_PLAIN },
-	{ "insecure", no_argument, NULL, OPT_INSECURE },
-	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-	{ "include", required_argument, NULL, OPT_INCLUDE },
-	{ "exclude", required_argument, NULL, OPT_EXCLUDE },
-	{ "folder-map", required_argument, NULL, OPT_FOLDER_MAP },
-	{ "max-message-size", required_argument, NULL, OPT_MAX_SIZE },
-	{ "deep", no_argument, NULL, OPT_DEEP },
-	{ "max-details", required_argument, NULL, OPT_MAX_DETAILS },
-	{ "state", required_argument, NULL, OPT_STATE },
-	{ "batch", required_argument, NULL, OPT_BATCH },
-	{ "verbose", no_argument, NULL, OPT_VERBOSE },
-	{ "debug", no_argument, NULL, OPT_DEBUG },
-	{ "json", no_argument, NULL, OPT_JSON },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ NULL, 0, NULL, 0 },
+    {"source-password-file", required_argument, NULL, OPT_SRC_PWFILE},
+    {"target-password-file", required_argument, NULL, OPT_TGT_PWFILE},
+    {"source-admin", required_argument, NULL, OPT_SRC_ADMIN},
+    {"target-admin", required_argument, NULL, OPT_TGT_ADMIN},
+    {"admin-style", required_argument, NULL, OPT_ADMIN_STYLE},
+    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+    {"resolve", required_argument, NULL, OPT_RESOLVE},
+    {"allow-plaintext", no_argument, NULL, OPT_ALLOW_PLAIN},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"include", required_argument, NULL, OPT_INCLUDE},
+    {"exclude", required_argument, NULL, OPT_EXCLUDE},
+    {"folder-map", required_argument, NULL, OPT_FOLDER_MAP},
+    {"max-message-size", required_argument, NULL, OPT_MAX_SIZE},
+    {"deep", no_argument, NULL, OPT_DEEP},
+    {"max-details", required_argument, NULL, OPT_MAX_DETAILS},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"debug", no_argument, NULL, OPT_DEBUG},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 #define MAX_LIST_ARGS 256
@@ -123,7 +141,7 @@ static void trace_out(void *ctx, char dir, const uint8_t *data, size_t len)
 			end--;
 		if (end > start || i < len)
 			fprintf(stderr, "%s %c %.*s\n", who, dir, (int)(end - start),
-				(const char *)data + start);
+			        (const char *)data + start);
 		start = i + 1;
 	}
 }
@@ -131,15 +149,24 @@ static void trace_out(void *ctx, char dir, const uint8_t *data, size_t len)
 static const char *event_name(enum verify_event_type t)
 {
 	switch (t) {
-	case VERIFY_EV_CONNECTED: return "connected";
-	case VERIFY_EV_FOLDER: return "folder";
-	case VERIFY_EV_MISSING: return "missing";
-	case VERIFY_EV_EXTRA: return "extra";
-	case VERIFY_EV_MISMATCH: return "mismatch";
-	case VERIFY_EV_FOLDER_MISSING: return "folder_missing";
-	case VERIFY_EV_SKIPPED: return "skipped";
-	case VERIFY_EV_NOTE: return "note";
-	case VERIFY_EV_WARNING: return "warning";
+	case VERIFY_EV_CONNECTED:
+		return "connected";
+	case VERIFY_EV_FOLDER:
+		return "folder";
+	case VERIFY_EV_MISSING:
+		return "missing";
+	case VERIFY_EV_EXTRA:
+		return "extra";
+	case VERIFY_EV_MISMATCH:
+		return "mismatch";
+	case VERIFY_EV_FOLDER_MISSING:
+		return "folder_missing";
+	case VERIFY_EV_SKIPPED:
+		return "skipped";
+	case VERIFY_EV_NOTE:
+		return "note";
+	case VERIFY_EV_WARNING:
+		return "warning";
 	}
 	return "event";
 }
@@ -182,9 +209,9 @@ static void json_event(struct output *out, const struct verify_event *ev)
 		jstr(b, "subject", ev->subject);
 		jnum(b, "size", ev->size);
 		buf_appendf(b, ",\"differs\":[%s%s%s]",
-			    strstr(ev->text, "flags") ? "\"flags\"" : "",
-			    strstr(ev->text, "flags") && strstr(ev->text, "date") ? "," : "",
-			    strstr(ev->text, "date") ? "\"date\"" : "");
+		            strstr(ev->text, "flags") ? "\"flags\"" : "",
+		            strstr(ev->text, "flags") && strstr(ev->text, "date") ? "," : "",
+		            strstr(ev->text, "date") ? "\"date\"" : "");
 		jstr(b, "source_flags", ev->flags);
 		jstr(b, "target_flags", ev->target_flags);
 		jstr(b, "source_date", ev->date);
@@ -224,14 +251,14 @@ static void json_event(struct output *out, const struct verify_event *ev)
 
 /* "(17-Jul-1996 02:44:25 -0700, "Subject", 1234 bytes)" */
 static void describe(struct buf *b, const char *date, const char *subject, uint64_t size,
-		     bool known)
+                     bool known)
 {
 	if (!known) {
 		buf_puts(b, "(gone meanwhile)");
 		return;
 	}
 	buf_appendf(b, "(%s, \"%s\", %llu bytes)", date ? date : "no date", subject ? subject : "",
-		    (unsigned long long)size);
+	            (unsigned long long)size);
 }
 
 static void human_event(struct output *out, const struct verify_event *ev)
@@ -251,11 +278,12 @@ static void human_event(struct output *out, const struct verify_event *ev)
 		if (!out->verbose)
 			return;
 		f = stderr;
-		buf_appendf(b, "folder \"%s\" -> \"%s\": %llu source, %llu target messages: "
-			       "%llu missing, %llu extra, %llu mismatched",
-			    ev->folder, ev->target_folder, (unsigned long long)ev->count,
-			    (unsigned long long)ev->target_count, (unsigned long long)ev->missing,
-			    (unsigned long long)ev->extra, (unsigned long long)ev->mismatched);
+		buf_appendf(b,
+		            "folder \"%s\" -> \"%s\": %llu source, %llu target messages: "
+		            "%llu missing, %llu extra, %llu mismatched",
+		            ev->folder, ev->target_folder, (unsigned long long)ev->count,
+		            (unsigned long long)ev->target_count, (unsigned long long)ev->missing,
+		            (unsigned long long)ev->extra, (unsigned long long)ev->mismatched);
 		break;
 	case VERIFY_EV_MISSING:
 		buf_appendf(b, "missing: folder \"%s\" UID %u ", ev->folder, ev->uid);
@@ -264,28 +292,29 @@ static void human_event(struct output *out, const struct verify_event *ev)
 		break;
 	case VERIFY_EV_EXTRA:
 		buf_appendf(b, "extra: folder \"%s\" target UID %u ", ev->target_folder,
-			    ev->target_uid);
+		            ev->target_uid);
 		describe(b, ev->date, ev->subject, ev->size, known);
 		buf_appendf(b, " is not in \"%s\" on the source", ev->folder);
 		break;
 	case VERIFY_EV_MISMATCH:
-		buf_appendf(b, "mismatch: folder \"%s\" UID %u = target UID %u (\"%s\"):",
-			    ev->folder, ev->uid, ev->target_uid, ev->subject ? ev->subject : "");
+		buf_appendf(b,
+		            "mismatch: folder \"%s\" UID %u = target UID %u (\"%s\"):", ev->folder,
+		            ev->uid, ev->target_uid, ev->subject ? ev->subject : "");
 		if (strstr(ev->text, "flags"))
 			buf_appendf(b, " flags (%s) on the source, (%s) on the target;",
-				    ev->flags ? ev->flags : "?",
-				    ev->target_flags ? ev->target_flags : "?");
+			            ev->flags ? ev->flags : "?",
+			            ev->target_flags ? ev->target_flags : "?");
 		if (strstr(ev->text, "date"))
 			buf_appendf(b, " date %s on the source, %s on the target;",
-				    ev->date ? ev->date : "?",
-				    ev->target_date ? ev->target_date : "?");
+			            ev->date ? ev->date : "?",
+			            ev->target_date ? ev->target_date : "?");
 		if (b->len && b->data[b->len - 1] == ';')
 			b->data[--b->len] = '\0';
 		break;
 	case VERIFY_EV_FOLDER_MISSING:
 		buf_appendf(b, "folder missing: \"%s\" -> \"%s\" (%llu messages): %s", ev->folder,
-			    ev->target_folder ? ev->target_folder : "-",
-			    (unsigned long long)ev->count, ev->text);
+		            ev->target_folder ? ev->target_folder : "-",
+		            (unsigned long long)ev->count, ev->text);
 		break;
 	case VERIFY_EV_SKIPPED:
 		if (ev->uid) {
@@ -294,7 +323,7 @@ static void human_event(struct output *out, const struct verify_event *ev)
 			buf_appendf(b, ": %s", ev->text);
 		} else {
 			buf_appendf(b, "skipped: folder \"%s\" (%llu messages): %s", ev->folder,
-				    (unsigned long long)ev->count, ev->text);
+			            (unsigned long long)ev->count, ev->text);
 		}
 		break;
 	case VERIFY_EV_NOTE:
@@ -321,7 +350,7 @@ static void on_event(void *ctx, const struct verify_event *ev)
 }
 
 static void summary(struct output *out, const struct verify_stats *s, double secs,
-		    const struct err *fatal)
+                    const struct err *fatal)
 {
 	if (out->json) {
 		struct buf *b = &out->line;
@@ -370,7 +399,7 @@ struct endpoint {
 };
 
 static int resolve_for(const struct strlist *resolves, const char *host, char **addr_r,
-		       struct err *err)
+                       struct err *err)
 {
 	*addr_r = NULL;
 	for (size_t i = 0; i < resolves->n; i++) {
@@ -392,9 +421,8 @@ static int resolve_for(const struct strlist *resolves, const char *host, char **
 	return 0;
 }
 
-static int endpoint_setup(struct endpoint *ep, const char *text, enum side side,
-			  const char *pwfile, const char *admin, const struct strlist *resolves,
-			  struct err *err)
+static int endpoint_setup(struct endpoint *ep, const char *text, enum side side, const char *pwfile,
+                          const char *admin, const struct strlist *resolves, struct err *err)
 {
 	if (imap_url_parse(text, &ep->url, err) < 0)
 		return -1;
@@ -406,13 +434,13 @@ static int endpoint_setup(struct endpoint *ep, const char *text, enum side side,
 	if (resolve_for(resolves, ep->url.host, &ep->addr, err) < 0)
 		return -1;
 	char prompt[512];
-	snprintf(prompt, sizeof(prompt), "Password for %s%s%s on %s (%s): ",
-		 admin ? admin : ep->url.user, admin ? " acting for " : "",
-		 admin ? ep->url.user : "", ep->url.host, side_name(side));
-	ep->password = secret_get(pwfile,
-				  side == SIDE_SOURCE ? "IMAPMIG_SOURCE_PASSWORD"
-						      : "IMAPMIG_TARGET_PASSWORD",
-				  prompt, err);
+	snprintf(prompt, sizeof(prompt),
+	         "Password for %s%s%s on %s (%s): ", admin ? admin : ep->url.user,
+	         admin ? " acting for " : "", admin ? ep->url.user : "", ep->url.host,
+	         side_name(side));
+	ep->password = secret_get(
+	    pwfile, side == SIDE_SOURCE ? "IMAPMIG_SOURCE_PASSWORD" : "IMAPMIG_TARGET_PASSWORD",
+	    prompt, err);
 	if (!ep->password) {
 		err_where(err, side, ep->url.host, ep->url.user, NULL);
 		return -1;
@@ -447,27 +475,42 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 	while ((c = getopt_long(argc, argv, "hv", verify_options, NULL)) != -1) {
 		char *end;
 		switch (c) {
-		case OPT_SRC_PWFILE: a->pwfile[0] = optarg; break;
-		case OPT_TGT_PWFILE: a->pwfile[1] = optarg; break;
-		case OPT_SRC_ADMIN: a->admin[0] = optarg; break;
-		case OPT_TGT_ADMIN: a->admin[1] = optarg; break;
+		case OPT_SRC_PWFILE:
+			a->pwfile[0] = optarg;
+			break;
+		case OPT_TGT_PWFILE:
+			a->pwfile[1] = optarg;
+			break;
+		case OPT_SRC_ADMIN:
+			a->admin[0] = optarg;
+			break;
+		case OPT_TGT_ADMIN:
+			a->admin[1] = optarg;
+			break;
 		case OPT_ADMIN_STYLE:
 			if (!strcmp(optarg, "authzid"))
 				a->admin_mode = IMAP_ADMIN_AUTHZID;
 			else if (!strcmp(optarg, "master"))
 				a->admin_mode = IMAP_ADMIN_MASTER_SEP;
 			else {
-				fprintf(stderr, "imapmig: --admin-style must be authzid or master\n");
+				fprintf(stderr,
+				        "imapmig: --admin-style must be authzid or master\n");
 				return EXIT_USAGE;
 			}
 			break;
-		case OPT_CA_FILE: a->ca_file = optarg; break;
+		case OPT_CA_FILE:
+			a->ca_file = optarg;
+			break;
 		case OPT_RESOLVE:
 			if (strlist_add(&a->resolves, "--resolve", optarg) < 0)
 				return EXIT_USAGE;
 			break;
-		case OPT_ALLOW_PLAIN: a->allow_plain = true; break;
-		case OPT_INSECURE: a->insecure = true; break;
+		case OPT_ALLOW_PLAIN:
+			a->allow_plain = true;
+			break;
+		case OPT_INSECURE:
+			a->insecure = true;
+			break;
 		case OPT_TIMEOUT:
 			a->timeout_s = strtol(optarg, &end, 10);
 			if (*end || a->timeout_s < 1 || a->timeout_s > 86400) {
@@ -489,62 +532,86 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 			break;
 		case OPT_MAX_SIZE:
 			if (size_parse(optarg, &a->max_size) < 0 || a->max_size == 0) {
-				fprintf(stderr, "imapmig: --max-message-size '%s': expected a size "
-						"like 35M, 512K or 1G\n", optarg);
+				fprintf(stderr,
+				        "imapmig: --max-message-size '%s': expected a size "
+				        "like 35M, 512K or 1G\n",
+				        optarg);
 				return EXIT_USAGE;
 			}
 			break;
-		case OPT_DEEP: a->deep = true; break;
+		case OPT_DEEP:
+			a->deep = true;
+			break;
 		case OPT_MAX_DETAILS:
 			a->max_details = strtoul(optarg, &end, 10);
 			if (*end || optarg[0] == '-' || a->max_details < 1 ||
 			    a->max_details > MAX_DETAILS_LIMIT) {
-				fprintf(stderr, "imapmig: --max-details wants a number from 1 to %d\n",
-					MAX_DETAILS_LIMIT);
+				fprintf(stderr,
+				        "imapmig: --max-details wants a number from 1 to %d\n",
+				        MAX_DETAILS_LIMIT);
 				return EXIT_USAGE;
 			}
 			break;
-		case OPT_STATE: break; /* accepted by every command; verify needs none */
+		case OPT_STATE:
+			break; /* accepted by every command; verify needs none */
 		case OPT_BATCH:
 			fprintf(stderr, "imapmig verify: --batch is not available yet; verify one "
-					"pair with SOURCE TARGET\n");
+			                "pair with SOURCE TARGET\n");
 			return EXIT_USAGE;
 		case 'v':
-		case OPT_VERBOSE: out->verbose = true; break;
-		case OPT_DEBUG: a->debug = out->verbose = true; break;
-		case OPT_JSON: out->json = true; break;
+		case OPT_VERBOSE:
+			out->verbose = true;
+			break;
+		case OPT_DEBUG:
+			a->debug = out->verbose = true;
+			break;
+		case OPT_JSON:
+			out->json = true;
+			break;
 		case 'h':
-		case OPT_HELP: fputs(verify_usage, stdout); return EXIT_OK;
-		default: fputs(verify_usage, stderr); return EXIT_USAGE;
+		case OPT_HELP:
+			fputs(verify_usage, stdout);
+			return EXIT_OK;
+		default:
+			fputs(verify_usage, stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "imapmig verify: expected SOURCE and TARGET URLs\n\n%s",
-			verify_usage);
+		        verify_usage);
 		return EXIT_USAGE;
 	}
 	return -1;
 }
 
 static void client_opts(struct imap_client_opts *co, enum side side, const struct endpoint *ep,
-			const struct verify_args *a, int i)
+                        const struct verify_args *a, int i)
 {
 	*co = (struct imap_client_opts){
-		.side = side, .host = ep->url.host, .port = ep->url.port,
-		.implicit_tls = ep->url.tls, .allow_plaintext = a->allow_plain,
-		.insecure = a->insecure, .ca_file = a->ca_file, .connect_addr = ep->addr,
-		.timeout_ms = (int)a->timeout_s * 1000, .user = ep->url.user,
-		.password = ep->password, .admin = a->admin[i], .admin_mode = a->admin_mode,
-		.trace = a->debug ? trace_out : NULL,
-		.trace_ctx = (void *)(side == SIDE_SOURCE ? "source" : "target"),
+	    .side = side,
+	    .host = ep->url.host,
+	    .port = ep->url.port,
+	    .implicit_tls = ep->url.tls,
+	    .allow_plaintext = a->allow_plain,
+	    .insecure = a->insecure,
+	    .ca_file = a->ca_file,
+	    .connect_addr = ep->addr,
+	    .timeout_ms = (int)a->timeout_s * 1000,
+	    .user = ep->url.user,
+	    .password = ep->password,
+	    .admin = a->admin[i],
+	    .admin_mode = a->admin_mode,
+	    .trace = a->debug ? trace_out : NULL,
+	    .trace_ctx = (void *)(side == SIDE_SOURCE ? "source" : "target"),
 	};
 }
 
 int cmd_verify(int argc, char **argv)
 {
-	struct verify_args a = { .timeout_s = 60, .admin_mode = IMAP_ADMIN_AUTHZID };
-	struct output out = { .line = BUF_INIT(0) };
-	struct endpoint src = { 0 }, tgt = { 0 };
+	struct verify_args a = {.timeout_s = 60, .admin_mode = IMAP_ADMIN_AUTHZID};
+	struct output out = {.line = BUF_INIT(0)};
+	struct endpoint src = {0}, tgt = {0};
 	struct err err;
 	int status = parse_args(argc, argv, &a, &out);
 	if (status >= 0)
@@ -552,28 +619,32 @@ int cmd_verify(int argc, char **argv)
 	status = EXIT_USAGE;
 	err_clear(&err);
 	if (endpoint_setup(&src, argv[optind], SIDE_SOURCE, a.pwfile[0], a.admin[0], &a.resolves,
-			   &err) < 0 ||
+	                   &err) < 0 ||
 	    endpoint_setup(&tgt, argv[optind + 1], SIDE_TARGET, a.pwfile[1], a.admin[1],
-			   &a.resolves, &err) < 0) {
+	                   &a.resolves, &err) < 0) {
 		cli_error(&err);
 		goto out;
 	}
 	if (a.insecure)
 		fprintf(stderr, "imapmig: WARNING: --insecure: server certificates are NOT "
-				"verified; anyone on the network path can read the passwords and "
-				"mail\n");
+		                "verified; anyone on the network path can read the passwords and "
+		                "mail\n");
 
 	struct verify_opts o = {
-		.rules = {
-			.include = a.includes.items, .n_include = a.includes.n,
-			.exclude = a.excludes.items, .n_exclude = a.excludes.n,
-			.renames = a.maps.items, .n_renames = a.maps.n,
-		},
-		.max_message_size = a.max_size,
-		.deep = a.deep,
-		.max_details = (unsigned)a.max_details,
-		.event = on_event,
-		.event_ctx = &out,
+	    .rules =
+	        {
+	            .include = a.includes.items,
+	            .n_include = a.includes.n,
+	            .exclude = a.excludes.items,
+	            .n_exclude = a.excludes.n,
+	            .renames = a.maps.items,
+	            .n_renames = a.maps.n,
+	        },
+	    .max_message_size = a.max_size,
+	    .deep = a.deep,
+	    .max_details = (unsigned)a.max_details,
+	    .event = on_event,
+	    .event_ctx = &out,
 	};
 	client_opts(&o.source, SIDE_SOURCE, &src, &a, 0);
 	client_opts(&o.target, SIDE_TARGET, &tgt, &a, 1);
@@ -594,9 +665,9 @@ int cmd_verify(int argc, char **argv)
 	} else {
 		summary(&out, &st, secs, NULL);
 		status = (st.missing || st.extra || st.mismatched || st.folders_missing ||
-			  st.folders_failed)
-				 ? EXIT_PARTIAL
-				 : EXIT_OK;
+		          st.folders_failed)
+		             ? EXIT_PARTIAL
+		             : EXIT_OK;
 	}
 out:
 	endpoint_release(&src);

@@ -24,8 +24,8 @@
 #include "util/mem.h"
 
 #define DEFAULT_DETAILS 50
-#define DETAIL_CHUNK 256     /* UIDs per detail FETCH command */
-#define MAX_FLAG_WORDS 4096  /* a server sending more is truncated, not trusted */
+#define DETAIL_CHUNK 256    /* UIDs per detail FETCH command */
+#define MAX_FLAG_WORDS 4096 /* a server sending more is truncated, not trusted */
 #define DATE_UNKNOWN INT64_MIN
 
 enum entry_mark {
@@ -39,16 +39,16 @@ struct entry {
 	int64_t date;   /* INTERNALDATE as an instant, or DATE_UNKNOWN */
 	uint64_t fhash; /* of the normalised flag set */
 	uint32_t uid;
-	uint32_t mark;  /* enum entry_mark */
+	uint32_t mark; /* enum entry_mark */
 };
 
 /* One side's scan of a folder: the fetch handler context. */
 struct scan {
 	enum side side;
 	bool deep;
-	uint64_t max_size;                   /* source only; 0 = none */
-	const struct imap_select_info *tgt;  /* source only: filter keywords */
-	struct buf *dropped;                 /* keywords the target can't store */
+	uint64_t max_size;                  /* source only; 0 = none */
+	const struct imap_select_info *tgt; /* source only: filter keywords */
+	struct buf *dropped;                /* keywords the target can't store */
 	struct entry *v;
 	size_t n, alloc;
 	/* deep: the body streamed last, hashed */
@@ -96,18 +96,18 @@ static void emit(struct verify_run *run, const struct verify_event *ev)
 }
 
 static void note(struct verify_run *run, enum verify_event_type type,
-		 const struct folder_plan_entry *e, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+                 const struct folder_plan_entry *e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void note(struct verify_run *run, enum verify_event_type type,
-		 const struct folder_plan_entry *e, const char *fmt, ...)
+                 const struct folder_plan_entry *e, const char *fmt, ...)
 {
 	char text[1400];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	struct verify_event ev = { .type = type, .folder = e->source_name,
-				   .target_folder = e->target_name, .text = text };
+	struct verify_event ev = {
+	    .type = type, .folder = e->source_name, .target_folder = e->target_name, .text = text};
 	emit(run, &ev);
 }
 
@@ -137,7 +137,7 @@ static int64_t leaps_before(int64_t y)
  * years (one leap cycle) so the divisions never see a negative number. */
 static int64_t days_since_epoch(int64_t y, int m, int d)
 {
-	static const int before[12] = { 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334 };
+	static const int before[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
 	return 365 * (y - 1970) + leaps_before(y + 400) - leaps_before(1970 + 400) + before[m] +
 	       (m > 1 && leap(y)) + d - 1;
 }
@@ -184,7 +184,7 @@ int verify_parse_date(const char *s, int64_t *t_r)
 	if ((s[0] != '+' && s[0] != '-') || !digits(s + 1, 2, &zh) || !digits(s + 3, 2, &zm) ||
 	    s[5] != '\0')
 		return -1;
-	static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	if (day < 1 || day > mdays[mon] || (mon == 1 && day == 29 && !leap(year)) || hh > 23 ||
 	    mm > 59 || ss > 60 || zm > 59)
 		return -1;
@@ -221,7 +221,7 @@ static int cmp_cstr(const void *a, const void *b)
  * \Recent.  With tgt (source side), keywords the target folder cannot
  * store are left out and listed in dropped. */
 static uint64_t flags_hash(const char *flags, const struct imap_select_info *tgt,
-			   struct buf *dropped)
+                           struct buf *dropped)
 {
 	char *copy = xstrdup(flags ? flags : "");
 	char *words[MAX_FLAG_WORDS];
@@ -275,11 +275,11 @@ static int scan_message(void *ctx, const struct imap_fetch_msg *m, struct err *e
 	 * unsolicited flag updates with a UID are not messages. */
 	if (sc->deep ? !m->has_body : !m->headers)
 		return 0;
-	struct entry e = { .uid = m->uid };
+	struct entry e = {.uid = m->uid};
 	if (sc->deep) {
 		if (!sc->have_body || (sc->body_uid && sc->body_uid != m->uid))
 			return err_set(err, ERR_FOLDER, "the %s server's body for UID %u got lost",
-				       side_name(sc->side), m->uid);
+			               side_name(sc->side), m->uid);
 		memcpy(e.key, sc->body_key, sizeof(e.key));
 		sc->have_body = false;
 	} else {
@@ -334,7 +334,7 @@ static int scan_body_end(void *ctx, struct err *err)
 
 static int scan_send(struct imap_client *c, struct scan *sc, uint32_t exists, struct err *err)
 {
-	struct imap_fetch_handler h = { .message = scan_message, .ctx = sc };
+	struct imap_fetch_handler h = {.message = scan_message, .ctx = sc};
 	unsigned items = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE;
 	if (sc->deep) {
 		items |= IMAP_FETCH_BODY;
@@ -395,14 +395,22 @@ struct match {
 };
 
 static void record(struct match *mt, enum diff_kind kind, uint32_t suid, uint32_t tuid,
-		   unsigned what)
+                   unsigned what)
 {
 	unsigned cap = mt->run->max_details;
 	switch (kind) {
-	case D_MISSING: mt->missing++; break;
-	case D_EXTRA: mt->extra++; break;
-	case D_MISMATCH: mt->mismatched++; break;
-	case D_SKIPPED: mt->skipped++; break;
+	case D_MISSING:
+		mt->missing++;
+		break;
+	case D_EXTRA:
+		mt->extra++;
+		break;
+	case D_MISMATCH:
+		mt->mismatched++;
+		break;
+	case D_SKIPPED:
+		mt->skipped++;
+		break;
 	}
 	/* differences and skipped messages are listed up to cap each */
 	size_t listed_diffs = mt->n_diffs - mt->n_skipped_listed;
@@ -431,7 +439,7 @@ static void match_group(struct match *mt, struct entry *s, size_t ns, struct ent
 			s[a++].mark |= ENT_MATCHED;
 			t[b++].mark |= ENT_MATCHED;
 		} else if (s[a].fhash < t[b].fhash ||
-			   (s[a].fhash == t[b].fhash && s[a].date < t[b].date)) {
+		           (s[a].fhash == t[b].fhash && s[a].date < t[b].date)) {
 			a++;
 		} else {
 			b++;
@@ -446,7 +454,7 @@ static void match_group(struct match *mt, struct entry *s, size_t ns, struct ent
 		if (a == ns || b == nt)
 			break;
 		unsigned what = (s[a].fhash != t[b].fhash ? WHAT_FLAGS : 0) |
-				(s[a].date != t[b].date ? WHAT_DATE : 0);
+		                (s[a].date != t[b].date ? WHAT_DATE : 0);
 		record(mt, D_MISMATCH, s[a].uid, t[b].uid, what);
 		s[a++].mark |= ENT_MATCHED;
 		t[b++].mark |= ENT_MATCHED;
@@ -471,8 +479,9 @@ static void match_all(struct match *mt, struct scan *s, struct scan *t)
 {
 	size_t i = 0, j = 0;
 	while (i < s->n || j < t->n) {
-		int c = i == s->n ? 1 : j == t->n ? -1
-				       : memcmp(s->v[i].key, t->v[j].key, sizeof(s->v[i].key));
+		int c = i == s->n   ? 1
+		        : j == t->n ? -1
+		                    : memcmp(s->v[i].key, t->v[j].key, sizeof(s->v[i].key));
 		size_t ie = c <= 0 ? key_run(s->v, i, s->n) : i;
 		size_t je = c >= 0 ? key_run(t->v, j, t->n) : j;
 		match_group(mt, s->v + i, ie - i, t->v + j, je - j);
@@ -533,7 +542,7 @@ static void details_release(struct details *d)
 
 /* Make d hold the distinct uids[0..n) (sorted here) and send the FETCHes. */
 static int details_send(struct imap_client *c, struct details *d, uint32_t *uids, size_t n,
-			struct err *err)
+                        struct err *err)
 {
 	qsort(uids, n, sizeof(*uids), cmp_u32);
 	d->v = xcalloc(n ? n : 1, sizeof(*d->v));
@@ -541,9 +550,9 @@ static int details_send(struct imap_client *c, struct details *d, uint32_t *uids
 	for (size_t i = 0; i < n; i++)
 		if (uids[i] && (d->n == 0 || d->v[d->n - 1].uid != uids[i]))
 			d->v[d->n++].uid = uids[i];
-	struct imap_fetch_handler h = { .message = detail_message, .ctx = d };
-	unsigned items = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
-			 IMAP_FETCH_HEADERS;
+	struct imap_fetch_handler h = {.message = detail_message, .ctx = d};
+	unsigned items =
+	    IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE | IMAP_FETCH_HEADERS;
 	struct buf set = BUF_INIT(0);
 	int r = 0;
 	for (size_t i = 0; i < d->n && r == 0; i++) {
@@ -571,16 +580,16 @@ static int cmp_diff(const void *pa, const void *pb)
 static void what_text(unsigned what, char *out, size_t len)
 {
 	snprintf(out, len, "%s%s%s", (what & WHAT_FLAGS) ? "flags" : "",
-		 (what & WHAT_FLAGS) && (what & WHAT_DATE) ? " " : "",
-		 (what & WHAT_DATE) ? "date" : "");
+	         (what & WHAT_FLAGS) && (what & WHAT_DATE) ? " " : "",
+	         (what & WHAT_DATE) ? "date" : "");
 }
 
 static void report_diffs(struct verify_run *run, const struct folder_plan_entry *e,
-			 struct match *mt, struct details *sd, struct details *td)
+                         struct match *mt, struct details *sd, struct details *td)
 {
 	char why[160];
 	snprintf(why, sizeof(why), "larger than --max-message-size (%llu bytes)",
-		 (unsigned long long)run->o->max_message_size);
+	         (unsigned long long)run->o->max_message_size);
 	qsort(mt->diffs, mt->n_diffs, sizeof(*mt->diffs), cmp_diff);
 	for (size_t i = 0; i < mt->n_diffs; i++) {
 		const struct diff *d = &mt->diffs[i];
@@ -590,10 +599,10 @@ static void report_diffs(struct verify_run *run, const struct folder_plan_entry 
 		const struct detail *x = s ? s : t;
 		char what[32] = "";
 		struct verify_event ev = {
-			.folder = e->source_name,
-			.target_folder = e->target_name,
-			.uid = d->suid,
-			.target_uid = d->tuid,
+		    .folder = e->source_name,
+		    .target_folder = e->target_name,
+		    .uid = d->suid,
+		    .target_uid = d->tuid,
 		};
 		if (x && x->found) {
 			ev.size = x->size;
@@ -608,7 +617,9 @@ static void report_diffs(struct verify_run *run, const struct folder_plan_entry 
 			ev.target_flags = t->flags;
 		}
 		switch (d->kind) {
-		case D_MISSING: ev.type = VERIFY_EV_MISSING; break;
+		case D_MISSING:
+			ev.type = VERIFY_EV_MISSING;
+			break;
 		case D_EXTRA:
 			ev.type = VERIFY_EV_EXTRA;
 			/* an extra message's own date is the target's */
@@ -643,16 +654,19 @@ static void report_diffs(struct verify_run *run, const struct folder_plan_entry 
 /* ---------- one folder ---------- */
 
 static int compare_folder(struct verify_run *run, const struct folder_plan_entry *e,
-			  struct err *err)
+                          struct err *err)
 {
 	const struct verify_opts *o = run->o;
 	struct imap_select_info sinfo, tinfo;
 	struct buf dropped = BUF_INIT(2048);
-	struct scan ss = { .side = SIDE_SOURCE, .deep = o->deep, .max_size = o->max_message_size,
-			   .tgt = &tinfo, .dropped = &dropped };
-	struct scan ts = { .side = SIDE_TARGET, .deep = o->deep, .dropped = &dropped };
-	struct match mt = { .run = run };
-	struct details sd = { 0 }, td = { 0 };
+	struct scan ss = {.side = SIDE_SOURCE,
+	                  .deep = o->deep,
+	                  .max_size = o->max_message_size,
+	                  .tgt = &tinfo,
+	                  .dropped = &dropped};
+	struct scan ts = {.side = SIDE_TARGET, .deep = o->deep, .dropped = &dropped};
+	struct match mt = {.run = run};
+	struct details sd = {0}, td = {0};
 	uint32_t *suids = NULL, *tuids = NULL;
 	int r = -1;
 
@@ -712,9 +726,14 @@ static int compare_folder(struct verify_run *run, const struct folder_plan_entry
 	st->mismatched += mt.mismatched;
 	st->skipped += mt.skipped;
 	struct verify_event ev = {
-		.type = VERIFY_EV_FOLDER, .folder = e->source_name,
-		.target_folder = e->target_name, .count = ss.n, .target_count = ts.n,
-		.missing = mt.missing, .extra = mt.extra, .mismatched = mt.mismatched,
+	    .type = VERIFY_EV_FOLDER,
+	    .folder = e->source_name,
+	    .target_folder = e->target_name,
+	    .count = ss.n,
+	    .target_count = ts.n,
+	    .missing = mt.missing,
+	    .extra = mt.extra,
+	    .mismatched = mt.mismatched,
 	};
 	emit(run, &ev);
 	r = 0;
@@ -733,8 +752,8 @@ out:
 }
 
 /* Messages in a source folder we do not compare, for the counts. */
-static int source_count(struct verify_run *run, const struct folder_plan_entry *e,
-			uint64_t *n_r, struct err *err)
+static int source_count(struct verify_run *run, const struct folder_plan_entry *e, uint64_t *n_r,
+                        struct err *err)
 {
 	struct imap_select_info info;
 	*n_r = 0;
@@ -777,14 +796,14 @@ static int list_side(struct imap_client *c, struct folder_list *l, struct err *e
 }
 
 static struct imap_client *connect_side(struct verify_run *run, enum side side,
-					const struct imap_client_opts *co, struct err *err)
+                                        const struct imap_client_opts *co, struct err *err)
 {
 	struct imap_client *c = imap_client_connect(co, err);
 	if (!c)
 		return NULL;
 	char text[512];
 	snprintf(text, sizeof(text), "%s:%u as %s", co->host, (unsigned)co->port, co->user);
-	struct verify_event ev = { .type = VERIFY_EV_CONNECTED, .side = side, .text = text };
+	struct verify_event ev = {.type = VERIFY_EV_CONNECTED, .side = side, .text = text};
 	emit(run, &ev);
 	return c;
 }
@@ -797,7 +816,7 @@ static bool fatal(struct verify_run *run, const struct err *e)
 }
 
 static int folder_failed(struct verify_run *run, const struct folder_plan_entry *e,
-			 struct err *ferr, struct err *err)
+                         struct err *ferr, struct err *err)
 {
 	if (fatal(run, ferr)) {
 		*err = *ferr;
@@ -809,8 +828,7 @@ static int folder_failed(struct verify_run *run, const struct folder_plan_entry 
 	return 0;
 }
 
-static int verify_entry(struct verify_run *run, const struct folder_plan_entry *e,
-			struct err *err)
+static int verify_entry(struct verify_run *run, const struct folder_plan_entry *e, struct err *err)
 {
 	struct verify_stats *st = run->stats;
 	struct err ferr;
@@ -825,8 +843,10 @@ static int verify_entry(struct verify_run *run, const struct folder_plan_entry *
 			return folder_failed(run, e, &ferr, err);
 		st->folders_skipped++;
 		st->skipped += n;
-		struct verify_event ev = { .type = VERIFY_EV_SKIPPED, .folder = e->source_name,
-					   .count = n, .text = "excluded by the folder filters" };
+		struct verify_event ev = {.type = VERIFY_EV_SKIPPED,
+		                          .folder = e->source_name,
+		                          .count = n,
+		                          .text = "excluded by the folder filters"};
 		emit(run, &ev);
 		return 0;
 	}
@@ -848,10 +868,12 @@ static int verify_entry(struct verify_run *run, const struct folder_plan_entry *
 	st->messages += n;
 	st->missing += n;
 	struct verify_event ev = {
-		.type = VERIFY_EV_FOLDER_MISSING, .folder = e->source_name,
-		.target_folder = e->target_name, .count = n,
-		.text = e->action == FP_CONFLICT ? (e->note ? e->note : "name conflict")
-						 : "the target folder does not exist",
+	    .type = VERIFY_EV_FOLDER_MISSING,
+	    .folder = e->source_name,
+	    .target_folder = e->target_name,
+	    .count = n,
+	    .text = e->action == FP_CONFLICT ? (e->note ? e->note : "name conflict")
+	                                     : "the target folder does not exist",
 	};
 	emit(run, &ev);
 	return 0;
@@ -859,10 +881,11 @@ static int verify_entry(struct verify_run *run, const struct folder_plan_entry *
 
 int verify_run(const struct verify_opts *o, struct verify_stats *stats_r, struct err *err)
 {
-	struct verify_run run = { .o = o, .stats = stats_r,
-				  .max_details = o->max_details ? o->max_details : DEFAULT_DETAILS };
-	struct folder_list sl = { 0 }, tl = { 0 };
-	struct folder_plan plan = { 0 };
+	struct verify_run run = {.o = o,
+	                         .stats = stats_r,
+	                         .max_details = o->max_details ? o->max_details : DEFAULT_DETAILS};
+	struct folder_list sl = {0}, tl = {0};
+	struct folder_plan plan = {0};
 	int r = -1;
 
 	memset(stats_r, 0, sizeof(*stats_r));

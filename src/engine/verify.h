@@ -45,21 +45,21 @@
 enum verify_event_type {
 	VERIFY_EV_CONNECTED,      /* side logged in; text = "host:port as user" */
 	VERIFY_EV_FOLDER,         /* a folder was compared: count = source
-				   * messages, target_count = target messages,
-				   * missing/extra/mismatched = its differences */
+	                           * messages, target_count = target messages,
+	                           * missing/extra/mismatched = its differences */
 	VERIFY_EV_MISSING,        /* on the source, not on the target: uid,
-				   * date, subject, size of the source message */
+	                           * date, subject, size of the source message */
 	VERIFY_EV_EXTRA,          /* on the target, not on the source: target_uid,
-				   * date, subject, size of the target message */
+	                           * date, subject, size of the target message */
 	VERIFY_EV_MISMATCH,       /* same message, different flags and/or date:
-				   * uid, target_uid, subject, size, flags/date
-				   * (source), target_flags/target_date;
-				   * text = "flags", "date" or "flags date" */
+	                           * uid, target_uid, subject, size, flags/date
+	                           * (source), target_flags/target_date;
+	                           * text = "flags", "date" or "flags date" */
 	VERIFY_EV_FOLDER_MISSING, /* target_folder does not exist; count =
-				   * source messages; text = why (conflict note) */
+	                           * source messages; text = why (conflict note) */
 	VERIFY_EV_SKIPPED,        /* by policy.  A folder (uid 0, count =
-				   * its messages, text = why) or a message
-				   * (uid, date, subject, size, text = why) */
+	                           * its messages, text = why) or a message
+	                           * (uid, date, subject, size, text = why) */
 	VERIFY_EV_NOTE,           /* not a difference, but worth saying: text */
 	VERIFY_EV_WARNING,        /* the folder could not be compared: text */
 };
@@ -72,11 +72,11 @@ struct verify_event {
 	uint32_t uid;              /* source UID, 0 = none */
 	uint32_t target_uid;       /* 0 = none */
 	uint64_t size;
-	const char *date;          /* INTERNALDATE as the server sent it, or NULL */
+	const char *date; /* INTERNALDATE as the server sent it, or NULL */
 	const char *target_date;
-	const char *flags;         /* as sent, or NULL */
+	const char *flags; /* as sent, or NULL */
 	const char *target_flags;
-	const char *subject;       /* decoded header value as sent, or NULL */
+	const char *subject; /* decoded header value as sent, or NULL */
 	const char *text;
 	uint64_t count, target_count;
 	uint64_t missing, extra, mismatched; /* FOLDER only */
@@ -91,23 +91,23 @@ struct verify_opts {
 	uint64_t max_message_size; /* 0 = no limit */
 	bool deep;                 /* match on SHA-256 of the raw message */
 	unsigned max_details;      /* differences listed per folder (all are
-				    * counted); 0 = 50 */
+	                            * counted); 0 = 50 */
 	verify_event_fn *event;
 	void *event_ctx;
 };
 
 struct verify_stats {
-	uint64_t folders;          /* source folders compared (incl. missing ones) */
-	uint64_t messages;         /* source messages in them */
+	uint64_t folders;  /* source folders compared (incl. missing ones) */
+	uint64_t messages; /* source messages in them */
 	uint64_t target_messages;
-	uint64_t missing;          /* incl. the messages of missing folders */
+	uint64_t missing; /* incl. the messages of missing folders */
 	uint64_t extra;
 	uint64_t mismatched;
-	uint64_t skipped;          /* messages skipped by policy (size, excluded folders) */
-	uint64_t folders_skipped;  /* excluded folders */
-	uint64_t folders_missing;  /* mapped target folder absent, or a name conflict */
-	uint64_t folders_failed;   /* could not be compared (WARNING sent) */
-	bool connected;            /* both sides logged in */
+	uint64_t skipped;         /* messages skipped by policy (size, excluded folders) */
+	uint64_t folders_skipped; /* excluded folders */
+	uint64_t folders_missing; /* mapped target folder absent, or a name conflict */
+	uint64_t folders_failed;  /* could not be compared (WARNING sent) */
+	bool connected;           /* both sides logged in */
 };
 
 /* Compare the two mailboxes.  Returns 0 when every folder was looked at
