@@ -40,11 +40,11 @@ def fill_source(src):
         c.logout()
 
 
-def verify(env, src, tgt, tgt_user, extra=()):
+def verify(env, src, tgt, tgt_user, extra=(), src_user='alice'):
     argv = [H.imapmig_binary(), 'verify', '--ca-file', env.ca.cert,
             '--resolve', src.resolve_arg(), '--resolve', tgt.resolve_arg(),
-            '--json'] + list(extra) + [src.url('alice'), tgt.url(tgt_user)]
-    r = env.run_imapmig(src, 'alice', tgt, tgt_user, argv=argv)
+            '--json'] + list(extra) + [src.url(src_user), tgt.url(tgt_user)]
+    r = env.run_imapmig(src, src_user, tgt, tgt_user, argv=argv)
     r.vsum = next((e for e in r.events if e.get('event') == 'verify_summary'), None)
     return r
 
@@ -53,8 +53,8 @@ def of(r, kind):
     return [e for e in r.events if e.get('event') == kind]
 
 
-def sync(env, ck, src, tgt, user, extra=()):
-    r = env.run_imapmig(src, 'alice', tgt, user, list(extra),
+def sync(env, ck, src, tgt, user, extra=(), src_user='alice'):
+    r = env.run_imapmig(src, src_user, tgt, user, list(extra),
                         state=env.path('state', user + '.db'))
     if not ck.eq(r.rc, 0, 'sync to %s exits 0' % user):
         print(r.describe())
@@ -181,6 +181,19 @@ def test(env, ck):
     ck.ok(r.rc == 1 and len(fm) == 1 and fm[0].get('folder') == 'Private' and
           r.vsum['missing'] == len(PRIVATE),
           'without --exclude: folder Private missing on the target: %s' % fm)
+
+    # ---- real-world messages (corpus: bare LF, no Message-ID, 8-bit,
+    # duplicates), a Japanese folder name, special-use mapping
+    for f in ('Work', '日本語.報告'):
+        src.create_folder('carol', f, subscribe=True)
+    n = H.populate_corpus(src, 'carol', ['INBOX', 'Work', '日本語.報告', 'Sent', 'Junk'],
+                          300, seed=11)
+    sync(env, ck, src, tgt, 'frank@example.test', src_user='carol')
+    for extra in ((), ('--deep',)):
+        r = verify(env, src, tgt, 'frank@example.test', extra, src_user='carol')
+        ck.ok(r.rc == 0 and counts(r) == (0, 0, 0) and r.vsum['messages'] == n,
+              'corpus of %d messages verifies clean %s: %s' % (n, ' '.join(extra),
+                                                                r.vsum))
 
     # ---- usage and login errors
     r = env.run_imapmig(src, 'alice', tgt, 'alice',
