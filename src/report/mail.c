@@ -381,6 +381,11 @@ static int mail_error(CURLcode rc, const char *errbuf, const struct trace *t,
 		hint = "the server's certificate is not trusted for this name; give its CA "
 		       "with --ca-file";
 		break;
+	case CURLE_SSL_CONNECT_ERROR:
+		kind = ERR_TRANSIENT;
+		hint = "if this persists: smtps:// wants TLS from the start (port 465), "
+		       "smtp:// STARTTLS (port 587)";
+		break;
 	case CURLE_URL_MALFORMAT:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		kind = ERR_CONFIG;

@@ -410,6 +410,7 @@ static void test_mail_env(void **state)
 	char line[2048];
 	err_clear(&e);
 	int rc = report_mail(&fixed, &o, &e);
+	free(to_copy);
 	const char *expect = getenv("IMAPMIG_SMTP_EXPECT_FAIL");
 	if (rc < 0)
 		printf("mail error [%s]: %s\n", err_kind_name(e.kind),
@@ -427,7 +428,6 @@ static void test_mail_env(void **state)
 	} else {
 		assert_int_equal(rc, 0);
 	}
-	free(to_copy);
 }
 
 int main(void)
