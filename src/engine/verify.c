@@ -346,7 +346,9 @@ static int scan_send(struct imap_client *c, struct scan *sc, uint32_t exists, st
 	}
 	if (exists == 0)
 		return 0;
-	sc->alloc = exists + 16;
+	/* room for what SELECT announced, but not blindly: EXISTS is the
+	 * server's word, the array grows as responses really arrive */
+	sc->alloc = (exists < (1u << 20) ? exists : (1u << 20)) + 16;
 	sc->v = xrealloc(sc->v, sc->alloc * sizeof(*sc->v));
 	return imap_client_fetch_send(c, "1:*", items, FINGERPRINT_FIELDS, 0, &h, err);
 }
