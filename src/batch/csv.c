@@ -224,6 +224,12 @@ static int take(struct csv_reader *r, struct csv_record *rec, size_t col, struct
 		err_hint(err, "save the file as UTF-8 (in Excel: \"CSV UTF-8\")");
 		return -1;
 	}
+	/* Take a run of plain ASCII at once; stop where a caller must look
+	 * (quote, separator, line end) so its rules stay in one place. */
+	if (*p < 0x80)
+		while (r->pos + n < r->len && p[n] && p[n] < 0x80 && p[n] != '"' && p[n] != ',' &&
+		       p[n] != '\n' && p[n] != '\r')
+			n++;
 	if (rec->len - rec->start[rec->count] + n > CSV_MAX_FIELD) {
 		rfail(r, err, r->line, col, "field is longer than 64 KiB (the limit)");
 		return -1;
@@ -592,8 +598,11 @@ static int read_row(const char *path, const struct csv_record *rec, const int id
 		err_hint(err, "EmailAddress is the target mailbox, like alice@example.org");
 		return -1;
 	}
-	if (check_login(AT(COL_USER), "user name", f[COL_USER], err) < 0)
+	if (check_login(AT(COL_USER), "user name", f[COL_USER], err) < 0) {
+		if (!err->hint[0])
+			err_hint(err, "UserName is the login on the source server");
 		return -1;
+	}
 	if (!len[COL_PASSWORD] && !rules->source_password_optional) {
 		fail(err, AT(COL_PASSWORD), "empty password");
 		err_hint(err, "give the source password, or use --source-admin");
