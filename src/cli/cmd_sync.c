@@ -1,5 +1,6 @@
 /* cmd_sync.c - imapmig sync SOURCE TARGET */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "engine/sync.h"
+#include "report/progress.h"
 #include "store/state.h"
 #include "util/buf.h"
 #include "util/json.h"
@@ -108,7 +110,23 @@ static int strlist_add(struct strlist *l, const char *opt, const char *s)
 struct output {
 	bool json, verbose;
 	struct buf line;
+	struct progress *progress; /* live line on a terminal, else NULL */
 };
+
+/* A line for the person: above the live progress line when there is one. */
+static void say(struct output *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct output *out, const char *fmt, ...)
+{
+	char text[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (out->progress)
+		progress_note(out->progress, "%s", text);
+	else
+		fprintf(stderr, "%s\n", text);
+}
 
 static void trace_out(void *ctx, char dir, const uint8_t *data, size_t len)
 {
@@ -179,42 +197,47 @@ static void human_event(struct output *out, const struct sync_event *ev)
 	switch (ev->type) {
 	case SYNC_EV_CONNECTED:
 		if (out->verbose)
-			fprintf(stderr, "%s: logged in to %s\n", side_name(ev->side), ev->text);
+			say(out, "%s: logged in to %s", side_name(ev->side), ev->text);
 		break;
 	case SYNC_EV_FOLDER_PLAN:
 		if (out->verbose || (ev->text && strncmp(ev->text, "copy", 4) != 0) ||
 		    (ev->text && strchr(ev->text, ':')))
-			fprintf(stderr, "folder \"%s\" -> %s%s%s (%s)\n", ev->folder,
+			say(out, "folder \"%s\" -> %s%s%s (%s)", ev->folder,
 				ev->target_folder ? "\"" : "",
 				ev->target_folder ? ev->target_folder : "-",
 				ev->target_folder ? "\"" : "", ev->text);
 		break;
 	case SYNC_EV_FOLDER_CREATED:
-		fprintf(stderr, "created folder \"%s\" on the target\n", ev->target_folder);
+		say(out, "created folder \"%s\" on the target", ev->target_folder);
 		break;
 	case SYNC_EV_FOLDER_START:
 		if (out->verbose)
-			fprintf(stderr, "folder \"%s\": %llu messages on the source\n", ev->folder,
+			say(out, "folder \"%s\": %llu messages on the source", ev->folder,
 				(unsigned long long)ev->count);
 		break;
 	case SYNC_EV_FOLDER_DONE:
 		if (out->verbose)
-			fprintf(stderr, "folder \"%s\": %llu copied\n", ev->folder,
+			say(out, "folder \"%s\": %llu copied", ev->folder,
 				(unsigned long long)ev->count);
 		break;
 	case SYNC_EV_MESSAGE_SKIPPED:
 	case SYNC_EV_MESSAGE_FAILED:
-		fprintf(stderr, "%s: folder \"%s\" UID %u (%s, \"%s\", %llu bytes): %s\n",
+		say(out, "%s: folder \"%s\" UID %u (%s, \"%s\", %llu bytes): %s",
 			ev->type == SYNC_EV_MESSAGE_SKIPPED ? "skipped" : "FAILED", ev->folder,
 			ev->uid, ev->date ? ev->date : "no date", ev->subject ? ev->subject : "",
 			(unsigned long long)ev->size, ev->text);
 		break;
 	case SYNC_EV_WARNING:
-		fprintf(stderr, "warning: %s%s%s%s\n", ev->folder ? "folder \"" : "",
+		say(out, "warning: %s%s%s%s", ev->folder ? "folder \"" : "",
 			ev->folder ? ev->folder : "", ev->folder ? "\": " : "", ev->text);
 		break;
 	case SYNC_EV_PROGRESS:
+		if (out->progress)
+			progress_done(out->progress, 0, ev->count, ev->bytes);
+		break;
 	case SYNC_EV_TOTALS:
+		if (out->progress)
+			progress_totals(out->progress, 0, ev->count, ev->bytes);
 		break;
 	}
 }
@@ -484,6 +507,10 @@ int cmd_sync(int argc, char **argv)
 		.should_stop = cli_stop_requested,
 	};
 
+	if (!out.json && isatty(STDERR_FILENO)) {
+		out.progress = progress_new(PROGRESS_TTY, stderr, NULL, 1, 10);
+		progress_status(out.progress, 0, src.url.user, dry_run ? "Planning" : "Syncing");
+	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct sync_stats total = { 0 }, pass;
@@ -512,6 +539,11 @@ int cmd_sync(int argc, char **argv)
 		sleep(delay);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (out.progress) {
+		progress_status(out.progress, 0, src.url.user, r == 0 ? "Synced" : "Failed");
+		progress_finish(out.progress);
+		progress_free(&out.progress);
+	}
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (r < 0) {
 		cli_error(&err);

@@ -83,8 +83,10 @@ struct sync_run {
 	struct folder_size *sizes;
 	size_t n_sizes;
 	/* progress of this pass: messages handled (copied, found, skipped,
-	 * failed, or unchanged) and their octets */
+	 * failed, or unchanged) and octets (counted as bodies stream, so a
+	 * big message shows progress while it moves) */
 	uint64_t handled_msgs, handled_bytes;
+	uint64_t bytes_at_last_event;
 };
 
 /* ---------- events ---------- */
@@ -550,7 +552,9 @@ static void append_done(void *ctx, const struct imap_append_result *res, const s
 	it->tgt_uid = res->uid;
 	if (e)
 		it->err = *e;
-	handled(it->fr->run, it->fr->entry->source_name, it->size);
+	/* its octets were counted while they streamed */
+	it->fr->run->handled_msgs++;
+	progress(it->fr->run, it->fr->entry->source_name);
 }
 
 static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
@@ -588,7 +592,13 @@ static int body_data(void *ctx, const uint8_t *data, size_t len, struct err *err
 	struct folder_run *fr = ctx;
 	if (fr->cur_discard)
 		return 0;
-	return imap_client_append_data(fr->run->tgt, data, len, err);
+	struct sync_run *run = fr->run;
+	run->handled_bytes += len;
+	if (run->handled_bytes - run->bytes_at_last_event >= (1u << 20)) {
+		run->bytes_at_last_event = run->handled_bytes;
+		progress(run, fr->entry->source_name);
+	}
+	return imap_client_append_data(run->tgt, data, len, err);
 }
 
 static int body_end(void *ctx, struct err *err)
@@ -898,7 +908,8 @@ done:;
 	const struct folder_size *fs = folder_size_find(run, e->source_name);
 	if (fs && run->handled_msgs < msgs_before + fs->messages) {
 		run->handled_msgs = msgs_before + fs->messages;
-		run->handled_bytes = bytes_before + fs->bytes;
+		if (run->handled_bytes < bytes_before + fs->bytes)
+			run->handled_bytes = bytes_before + fs->bytes;
 		progress(run, e->source_name);
 	}
 	struct sync_event done = { .type = SYNC_EV_FOLDER_DONE, .folder = e->source_name,
