@@ -83,8 +83,8 @@ static int smtp_url_parse(const char *text, struct smtp_url *u, struct err *err)
 		if (memchr(rest, ':', (size_t)(at - rest))) {
 			/* do not echo the URL: it holds a password */
 			return err_set(err, ERR_CONFIG,
-				       "the SMTP URL holds a password; give it in "
-				       "$IMAPMIG_SMTP_PASSWORD or a password file instead");
+			               "the SMTP URL holds a password; give it in "
+			               "$IMAPMIG_SMTP_PASSWORD or a password file instead");
 		}
 		if (at == rest)
 			return err_set(err, ERR_CONFIG, "\"%s\": empty user name", text);
@@ -97,7 +97,8 @@ static int smtp_url_parse(const char *text, struct smtp_url *u, struct err *err)
 				if (lo < 0 || (hi == 0 && lo == 0)) {
 					free(user);
 					return err_set(err, ERR_CONFIG,
-						       "\"%s\": bad %%-escape in the user name", text);
+					               "\"%s\": bad %%-escape in the user name",
+					               text);
 				}
 				user[n++] = (char)(hi * 16 + lo);
 				p += 2;
@@ -183,7 +184,7 @@ static void base64(struct buf *out, const uint8_t *d, size_t n)
 		if (i + 2 < n)
 			v |= d[i + 2];
 		char q[4] = {tab[v >> 18 & 63], tab[v >> 12 & 63],
-			     i + 1 < n ? tab[v >> 6 & 63] : '=', i + 2 < n ? tab[v & 63] : '='};
+		             i + 1 < n ? tab[v >> 6 & 63] : '=', i + 2 < n ? tab[v & 63] : '='};
 		buf_append(out, q, 4);
 	}
 }
@@ -195,7 +196,7 @@ static void base64(struct buf *out, const uint8_t *d, size_t n)
 static char *subject_header(const char *batch, const char *status)
 {
 	char *raw = xasprintf("imapmig batch %s: %s", batch ? batch : "",
-			      status && status[0] ? status : "Unknown");
+	                      status && status[0] ? status : "Unknown");
 	bool ascii = true;
 	for (unsigned char *p = (unsigned char *)raw; *p; p++) {
 		if (*p < ' ' || *p == 0x7f)
@@ -212,7 +213,7 @@ static char *subject_header(const char *batch, const char *status)
 		size_t len = strlen(raw);
 		bool first = true;
 		while (len) {
-			size_t n = len < 45 ? len : 45;
+			size_t n = len < 39 ? len : 39;
 			while (n < len && n > 1 && (p[n] & 0xc0) == 0x80)
 				n--; /* never split a character */
 			buf_puts(&h, first ? "=?UTF-8?B?" : "\r\n =?UTF-8?B?");
@@ -255,11 +256,11 @@ static void date_header(time_t now, char *out, size_t outlen)
 {
 	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	struct tm tm;
 	gmtime_r(&now, &tm);
 	snprintf(out, outlen, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000", wday[tm.tm_wday],
-		 tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	         tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* "Message-ID: <imapmig.TIME.RANDOM@from-domain>".  Caller frees. */
@@ -271,7 +272,7 @@ static char *message_id_header(time_t now, const char *from)
 	const char *domain = strrchr(from, '@');
 	domain = domain && domain[1] ? domain + 1 : "imapmig.invalid";
 	return xasprintf("Message-ID: <imapmig.%lld.%016llx@%s>", (long long)now,
-			 (unsigned long long)rnd, domain);
+	                 (unsigned long long)rnd, domain);
 }
 
 /* The summary with CRLF line ends: the quoted-printable encoder keeps
@@ -304,8 +305,8 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
 {
 	struct trace *t = arg;
 	if (type == CURLINFO_HEADER_OUT) {
-		static const char *const verbs[] = {"EHLO", "HELO", "STARTTLS", "AUTH", "MAIL",
-						    "RCPT", "DATA", "QUIT"};
+		static const char *const verbs[] = {"EHLO", "HELO", "STARTTLS", "AUTH",
+		                                    "MAIL", "RCPT", "DATA",     "QUIT"};
 		for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 			size_t n = strlen(verbs[i]);
 			if (size >= n && strncasecmp(data, verbs[i], n) == 0 &&
@@ -318,10 +319,11 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
 			const char *lt = memchr(data, '<', size);
 			const char *gt = lt ? memchr(lt, '>', size - (size_t)(lt - data)) : NULL;
 			if (lt && gt)
-				snprintf(t->rcpt, sizeof(t->rcpt), "%.*s", (int)(gt - lt - 1), lt + 1);
+				snprintf(t->rcpt, sizeof(t->rcpt), "%.*s", (int)(gt - lt - 1),
+				         lt + 1);
 		}
 	} else if (type == CURLINFO_HEADER_IN && size >= 4 && (data[0] == '4' || data[0] == '5') &&
-		   isdigit((unsigned char)data[1]) && isdigit((unsigned char)data[2])) {
+	           isdigit((unsigned char)data[1]) && isdigit((unsigned char)data[2])) {
 		size_t n = size;
 		while (n && (data[n - 1] == '\r' || data[n - 1] == '\n'))
 			n--;
@@ -330,7 +332,7 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
 		if (t->more && code == t->code && have + 2 < sizeof(t->reply)) {
 			/* the next line of a multi-line reply: keep its text */
 			snprintf(t->reply + have, sizeof(t->reply) - have, " %.*s",
-				 n > 4 ? (int)(n - 4) : 0, data + 4);
+			         n > 4 ? (int)(n - 4) : 0, data + 4);
 		} else {
 			snprintf(t->reply, sizeof(t->reply), "%.*s", (int)n, data);
 		}
@@ -355,7 +357,7 @@ static void scrub(char *s, const char *password)
 
 /* Turn a failed transfer into an error a person can act on. */
 static int mail_error(CURLcode rc, const char *errbuf, const struct trace *t,
-		      const struct smtp_url *u, const struct mail_opts *o, struct err *err)
+                      const struct smtp_url *u, const struct mail_opts *o, struct err *err)
 {
 	enum err_kind kind;
 	const char *hint = NULL;
@@ -433,16 +435,16 @@ static int check_opts(const struct mail_opts *o, const struct smtp_url *u, struc
 {
 	if (!address_ok(o->from))
 		return err_set(err, ERR_CONFIG, "\"%s\" is not a mail address (the report's From)",
-			       o->from ? o->from : "");
+		               o->from ? o->from : "");
 	if (o->n_to == 0)
 		return err_set(err, ERR_CONFIG, "no recipient for the report");
 	for (size_t i = 0; i < o->n_to; i++)
 		if (!address_ok(o->to[i]))
 			return err_set(err, ERR_CONFIG, "\"%s\" is not a mail address",
-				       o->to[i] ? o->to[i] : "");
+			               o->to[i] ? o->to[i] : "");
 	if (u->user && !o->password) {
-		err_set(err, ERR_CONFIG, "the SMTP URL names user %s but no SMTP password was given",
-			u->user);
+		err_set(err, ERR_CONFIG,
+		        "the SMTP URL names user %s but no SMTP password was given", u->user);
 		err_hint(err, "set $IMAPMIG_SMTP_PASSWORD or --smtp-password-file");
 		return -1;
 	}
@@ -455,14 +457,13 @@ static int check_opts(const struct mail_opts *o, const struct smtp_url *u, struc
 }
 
 static curl_mimepart *add_part(curl_mime *mime, const char *data, size_t len, const char *type,
-			       const char *filename, const char *encoder)
+                               const char *filename, const char *encoder)
 {
 	curl_mimepart *part = curl_mime_addpart(mime);
 	if (!part)
 		return NULL;
-	if (curl_mime_data(part, data, len) ||
-	    curl_mime_type(part, type) || curl_mime_encoder(part, encoder) ||
-	    (filename && curl_mime_filename(part, filename)))
+	if (curl_mime_data(part, data, len) || curl_mime_type(part, type) ||
+	    curl_mime_encoder(part, encoder) || (filename && curl_mime_filename(part, filename)))
 		return NULL;
 	return part;
 }
@@ -524,11 +525,11 @@ int report_mail(const struct report *r, const struct mail_opts *o, struct err *e
 	mime = curl_mime_init(h);
 	if (!mime ||
 	    !add_part(mime, crlf, crlf_len, "text/plain; charset=utf-8", NULL,
-		      "quoted-printable") ||
+	              "quoted-printable") ||
 	    !add_part(mime, buf_cstr(&csv), csv.len, "text/csv; charset=utf-8", "report.csv",
-		      "base64") ||
+	              "base64") ||
 	    !add_part(mime, buf_cstr(&html), html.len, "text/html; charset=utf-8", "report.html",
-		      "base64")) {
+	              "base64")) {
 		err_set(err, ERR_INTERNAL, "mailing the report: building the message failed");
 		goto out;
 	}
@@ -540,10 +541,10 @@ int report_mail(const struct report *r, const struct mail_opts *o, struct err *e
 	long timeout_s = (timeout_ms + 999) / 1000;
 	CURLcode rc = CURLE_OK;
 	/* every option below is known to 7.88; a failure here is a bug */
-#define SET(opt, val)                                   \
-	do {                                            \
-		if (rc == CURLE_OK)                     \
-			rc = curl_easy_setopt(h, opt, val); \
+#define SET(opt, val)                                                                              \
+	do {                                                                                       \
+		if (rc == CURLE_OK)                                                                \
+			rc = curl_easy_setopt(h, opt, val);                                        \
 	} while (0)
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_URL, u.curl_url);
@@ -577,7 +578,7 @@ int report_mail(const struct report *r, const struct mail_opts *o, struct err *e
 #undef SET
 	if (rc != CURLE_OK) {
 		err_set(err, ERR_INTERNAL, "mailing the report: setting up libcurl: %s",
-			curl_easy_strerror(rc));
+		        curl_easy_strerror(rc));
 		goto out;
 	}
 

@@ -67,7 +67,7 @@ static int out_end(struct out *o, const char *what, struct err *err)
 	if (o->b->data)
 		o->b->data[o->b->len] = '\0';
 	return err_set(err, ERR_INTERNAL, "writing the %s report: it does not fit in %zu bytes",
-		       what, o->b->max);
+	               what, o->b->max);
 }
 
 /* json_string() cannot report a full buffer, so build the literal in a
@@ -145,13 +145,13 @@ static const char *human_duration(double secs, char *out, size_t outlen)
 		snprintf(out, outlen, "%llus", (unsigned long long)s);
 	else if (s < 3600)
 		snprintf(out, outlen, "%llum %02llus", (unsigned long long)(s / 60),
-			 (unsigned long long)(s % 60));
+		         (unsigned long long)(s % 60));
 	else if (s < 86400)
 		snprintf(out, outlen, "%lluh %02llum", (unsigned long long)(s / 3600),
-			 (unsigned long long)(s % 3600 / 60));
+		         (unsigned long long)(s % 3600 / 60));
 	else
 		snprintf(out, outlen, "%llud %lluh", (unsigned long long)(s / 86400),
-			 (unsigned long long)(s % 86400 / 3600));
+		         (unsigned long long)(s % 86400 / 3600));
 	return out;
 }
 
@@ -175,7 +175,7 @@ static const char *human_count(uint64_t n, char *out, size_t outlen)
 /* Statuses in life-cycle order, so summaries always list them the same
  * way; anything else follows in the order first seen. */
 static const char *const known_status[] = {
-    "Created",   "Queued",     "Syncing", "Synced",  "IncrementalSyncing",
+    "Created",    "Queued",    "Syncing", "Synced",  "IncrementalSyncing",
     "Completing", "Completed", "Failed",  "Stopped",
 };
 #define N_KNOWN (sizeof(known_status) / sizeof(known_status[0]))
@@ -187,10 +187,10 @@ struct status_count {
 
 struct totals {
 	uint64_t synced, skipped, failed, bytes, folders;
-	double duration_s;         /* sum over users */
-	time_t first_start, last;  /* earliest started, latest activity */
-	size_t failed_users;       /* status "Failed" */
-	struct status_count *st;   /* n_st entries with n > 0; owned */
+	double duration_s;        /* sum over users */
+	time_t first_start, last; /* earliest started, latest activity */
+	size_t failed_users;      /* status "Failed" */
+	struct status_count *st;  /* n_st entries with n > 0; owned */
 	size_t n_st;
 };
 
@@ -256,8 +256,7 @@ static double totals_elapsed(const struct totals *t)
 
 static bool csv_needs_quotes(const char *s)
 {
-	return strpbrk(s, ",\"\r\n") != NULL || s[0] == ' ' ||
-	       (s[0] && s[strlen(s) - 1] == ' ');
+	return strpbrk(s, ",\"\r\n") != NULL || s[0] == ' ' || (s[0] && s[strlen(s) - 1] == ' ');
 }
 
 /* One RFC 4180 field.  Text that a spreadsheet would take for a formula
@@ -266,8 +265,8 @@ static bool csv_needs_quotes(const char *s)
 static void csv_field(struct out *o, const char *s)
 {
 	s = str(s);
-	bool formula = s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' ||
-		       s[0] == '\t' || s[0] == '\r';
+	bool formula = s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' ||
+	               s[0] == '\r';
 	if (!formula && !csv_needs_quotes(s)) {
 		put(o, s);
 		return;
@@ -290,7 +289,7 @@ int report_write_csv(const struct report *r, struct buf *out, struct err *err)
 	out_begin(&o, out);
 
 	put(&o, "EmailAddress,SourceUser,Status,ItemsSynced,ItemsSkipped,ItemsFailed,"
-		"Bytes,Folders,Started,LastSynced,Completed,DurationSeconds,Error\r\n");
+	        "Bytes,Folders,Started,LastSynced,Completed,DurationSeconds,Error\r\n");
 	for (size_t i = 0; i < r->n_users; i++) {
 		const struct report_user *u = &r->users[i];
 		csv_field(&o, u->email);
@@ -355,8 +354,7 @@ int report_write_json(const struct report *r, struct buf *out, struct err *err)
 	json_time(&o, r->created);
 	put(&o, ",\"generated\":");
 	json_time(&o, r->generated);
-	putf(&o, ",\"users\":%zu,\"failed_users\":%zu,\"by_status\":{", r->n_users,
-	     t.failed_users);
+	putf(&o, ",\"users\":%zu,\"failed_users\":%zu,\"by_status\":{", r->n_users, t.failed_users);
 	for (size_t k = 0; k < t.n_st; k++) {
 		if (k)
 			putc_(&o, ',');
@@ -426,13 +424,25 @@ static void html(struct out *o, const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)str(s); *p; p++) {
 		switch (*p) {
-		case '&': put(o, "&amp;"); break;
-		case '<': put(o, "&lt;"); break;
-		case '>': put(o, "&gt;"); break;
-		case '"': put(o, "&quot;"); break;
-		case '\'': put(o, "&#39;"); break;
+		case '&':
+			put(o, "&amp;");
+			break;
+		case '<':
+			put(o, "&lt;");
+			break;
+		case '>':
+			put(o, "&gt;");
+			break;
+		case '"':
+			put(o, "&quot;");
+			break;
+		case '\'':
+			put(o, "&#39;");
+			break;
 		case '\t':
-		case '\n': putc_(o, (char)*p); break;
+		case '\n':
+			putc_(o, (char)*p);
+			break;
 		default:
 			if (*p < 0x20 || *p == 0x7f)
 				put(o, "\xef\xbf\xbd");
@@ -464,7 +474,7 @@ static void html_badge(struct out *o, const char *status)
 }
 
 static void html_card(struct out *o, const char *label, const char *value, const char *note,
-		      const char *cls)
+                      const char *cls)
 {
 	putf(o, "<div class=\"card%s%s\"><div class=\"label\">", cls ? " " : "", cls ? cls : "");
 	html(o, label);
@@ -563,10 +573,10 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 	/* The page never needs to load anything: say so to the browser, so
 	 * even a mistake in escaping cannot fetch or run anything. */
 	put(&o, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-		"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-		"style-src 'unsafe-inline'\">\n"
-		"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-		"<title>imapmig batch ");
+	        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+	        "style-src 'unsafe-inline'\">\n"
+	        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+	        "<title>imapmig batch ");
 	html(&o, r->batch);
 	put(&o, ": ");
 	html(&o, r->status);
@@ -594,20 +604,20 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 	put(&o, "<section class=\"cards\">\n");
 	snprintf(b, sizeof(b), "%zu failed", t.failed_users);
 	html_card(&o, "Users", human_count(r->n_users, a, sizeof(a)),
-		  t.failed_users ? b : "none failed", t.failed_users ? "bad" : NULL);
+	          t.failed_users ? b : "none failed", t.failed_users ? "bad" : NULL);
 	html_card(&o, "Items synced", human_count(t.synced, a, sizeof(a)), NULL, NULL);
 	html_card(&o, "Items skipped", human_count(t.skipped, a, sizeof(a)),
-		  t.skipped ? "over a limit; listed below" : NULL, NULL);
+	          t.skipped ? "over a limit; listed below" : NULL, NULL);
 	html_card(&o, "Items failed", human_count(t.failed, a, sizeof(a)),
-		  t.failed ? "refused by the target" : NULL, t.failed ? "bad" : NULL);
+	          t.failed ? "refused by the target" : NULL, t.failed ? "bad" : NULL);
 	snprintf(b, sizeof(b), "in %s folders", human_count(t.folders, c, sizeof(c)));
 	html_card(&o, "Data copied", human_bytes(t.bytes, a, sizeof(a)), b, NULL);
 	double elapsed = totals_elapsed(&t);
 	snprintf(b, sizeof(b), "%s of sync time, all users",
-		 human_duration(t.duration_s, c, sizeof(c)));
+	         human_duration(t.duration_s, c, sizeof(c)));
 	html_card(&o, elapsed > 0 ? "Elapsed" : "Sync time",
-		  human_duration(elapsed > 0 ? elapsed : t.duration_s, a, sizeof(a)),
-		  elapsed > 0 ? b : NULL, NULL);
+	          human_duration(elapsed > 0 ? elapsed : t.duration_s, a, sizeof(a)),
+	          elapsed > 0 ? b : NULL, NULL);
 	put(&o, "</section>\n<div class=\"statuses\">");
 	for (size_t k = 0; k < t.n_st; k++) {
 		putf(&o, "<span class=\"badge %s\">%zu ", badge_class(t.st[k].status), t.st[k].n);
@@ -634,10 +644,10 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 
 	/* users */
 	put(&o, "<h2>Users</h2>\n<div class=\"scroll\"><table>\n<thead><tr><th>Mailbox</th>"
-		"<th>Status</th><th class=\"num\">Synced</th><th class=\"num\">Skipped</th>"
-		"<th class=\"num\">Failed</th><th class=\"num\">Data</th>"
-		"<th class=\"num\">Folders</th><th>Started (UTC)</th><th>Last synced</th>"
-		"<th>Completed</th><th class=\"num\">Duration</th></tr></thead>\n<tbody>\n");
+	        "<th>Status</th><th class=\"num\">Synced</th><th class=\"num\">Skipped</th>"
+	        "<th class=\"num\">Failed</th><th class=\"num\">Data</th>"
+	        "<th class=\"num\">Folders</th><th>Started (UTC)</th><th>Last synced</th>"
+	        "<th>Completed</th><th class=\"num\">Duration</th></tr></thead>\n<tbody>\n");
 	for (size_t i = 0; i < r->n_users; i++) {
 		const struct report_user *u = &r->users[i];
 		bool failed = strcmp(str(u->status), "Failed") == 0;
@@ -681,9 +691,10 @@ int report_write_html(const struct report *r, struct buf *out, struct err *err)
 	if (r->n_items == 0) {
 		put(&o, "<p class=\"empty\">No message was skipped.</p>\n");
 	} else {
-		put(&o, "<div class=\"scroll\"><table>\n<thead><tr><th>User</th><th>Folder</th><th class=\"num\">UID</th>"
-			"<th>Date</th><th>Subject</th><th class=\"num\">Size</th><th>Reason</th>"
-			"</tr></thead>\n<tbody>\n");
+		put(&o, "<div class=\"scroll\"><table>\n<thead><tr><th>User</th><th>Folder</th><th "
+		        "class=\"num\">UID</th>"
+		        "<th>Date</th><th>Subject</th><th class=\"num\">Size</th><th>Reason</th>"
+		        "</tr></thead>\n<tbody>\n");
 		for (size_t i = 0; i < r->n_items; i++) {
 			const struct report_item *it = &r->items[i];
 			put(&o, "<tr><td>");

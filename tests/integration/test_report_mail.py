@@ -33,7 +33,7 @@ def test_binary():
 
 
 def run_c(binary, url, expect_fail=None, password=PASSWORD, ca=None,
-          to=TO, plaintext=False):
+          to=TO, plaintext=False, batch=None):
     env = dict(os.environ)
     for k in list(env):
         if k.startswith('IMAPMIG_SMTP_'):
@@ -49,6 +49,8 @@ def run_c(binary, url, expect_fail=None, password=PASSWORD, ca=None,
         env['IMAPMIG_SMTP_PLAINTEXT'] = '1'
     if expect_fail:
         env['IMAPMIG_SMTP_EXPECT_FAIL'] = expect_fail
+    if batch:
+        env['IMAPMIG_SMTP_BATCH'] = batch
     p = subprocess.run([binary], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=120)
     out = p.stdout.decode('utf-8', 'replace')
@@ -206,6 +208,32 @@ def main():
         msgs = smtp_sink.read_messages(d_smtps)
         ck.ok(len(msgs) == 1 and str(msgs[0][1]['X-Sink-Auth']) == USER,
               'smtps:// delivered, authenticated')
+
+        # 6b. a batch name with Japanese (RFC 2047, folded) and a line
+        # break trying to smuggle in a header
+        name = '営業部の移行バッチ・第二段階 <sales>\r\nBcc: evil@example.com'
+        ok, line, out = run_c(
+            binary, 'smtps://%s@localhost:%d' % (USER, p_smtps), ca=ca.cert,
+            batch=name)
+        ck.ok(ok, 'non-ASCII batch name: sent (%s)' % line)
+        msgs = smtp_sink.read_messages(d_smtps)
+        if ck.eq(len(msgs), 2, 'second smtps message arrived'):
+            m = msgs[1][1]
+            ck.eq(str(m['Subject']), 'imapmig batch 営業部の移行バッチ・第二段階 '
+                  '<sales>  Bcc: evil@example.com: Synced',
+                  'Subject decodes, line break neutralised')
+            ck.ok(m['Bcc'] is None, 'no injected Bcc header')
+            ck.eq(m.get_all('X-Sink-Rcpt-To'), ['<%s>' % a for a in TO],
+                  'only the real recipients')
+            with open(msgs[1][0], 'rb') as f:
+                raw = f.read()
+            head = raw.split(b'\r\n\r\n')[0].split(b'\r\n')
+            i = next(i for i, ln in enumerate(head)
+                     if ln.startswith(b'Subject:'))
+            subj = [head[i]] + [ln for ln in head[i + 1:i + 8]
+                                if ln.startswith(b' ')]
+            ck.ok(len(subj) > 1 and all(len(ln) <= 76 for ln in subj),
+                  'Subject folded into encoded words under 76 characters')
 
         # 7. nothing listening: a transient error
         port = H.free_ports(1)[0]

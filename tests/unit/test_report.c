@@ -11,6 +11,7 @@
  *   IMAPMIG_SMTP_TO         recipients, comma-separated
  *   IMAPMIG_SMTP_FROM       sender (default imapmig@example.org)
  *   IMAPMIG_SMTP_PLAINTEXT  set: allow smtp:// without STARTTLS
+ *   IMAPMIG_SMTP_BATCH      a batch name instead of "b1" (the subject)
  *   IMAPMIG_SMTP_EXPECT_FAIL  an error kind name ("config", "transient"):
  *                          the mail must fail with that kind, the error
  *                          must name the host and never the password.
@@ -34,63 +35,63 @@
 
 static const struct report_user users[] = {
     {
-	.email = "alice@example.org",
-	.source_user = "alice",
-	.status = "Synced",
-	.items_synced = 1234,
-	.bytes = 5u << 20,
-	.folders = 7,
-	.started = T0,
-	.last_synced = T1,
-	.duration_s = 3599.6,
+        .email = "alice@example.org",
+        .source_user = "alice",
+        .status = "Synced",
+        .items_synced = 1234,
+        .bytes = 5u << 20,
+        .folders = 7,
+        .started = T0,
+        .last_synced = T1,
+        .duration_s = 3599.6,
     },
     {
-	.email = "carol@example.org",
-	.source_user = "carol, \"the boss\"",
-	.status = "Failed",
-	.error = "source imap.old.example (user carol): login failed: server said "
-		 "\"[AUTHENTICATIONFAILED] Authentication failed.\"\nsecond line",
+        .email = "carol@example.org",
+        .source_user = "carol, \"the boss\"",
+        .status = "Failed",
+        .error = "source imap.old.example (user carol): login failed: server said "
+                 "\"[AUTHENTICATIONFAILED] Authentication failed.\"\nsecond line",
     },
     {
-	.email = "山田@example.jp",
-	.source_user = "yamada",
-	.status = "Completed",
-	.items_synced = 10,
-	.items_skipped = 2,
-	.items_failed = 1,
-	.bytes = 999,
-	.folders = 3,
-	.started = T0,
-	.last_synced = T1,
-	.completed = T2,
-	.duration_s = 12,
+        .email = "山田@example.jp",
+        .source_user = "yamada",
+        .status = "Completed",
+        .items_synced = 10,
+        .items_skipped = 2,
+        .items_failed = 1,
+        .bytes = 999,
+        .folders = 3,
+        .started = T0,
+        .last_synced = T1,
+        .completed = T2,
+        .duration_s = 12,
     },
     {
-	.email = "dave&co@example.org",
-	.source_user = "<script>alert('x')</script>",
-	.status = "Stopped",
-	.error = "=HYPERLINK(\"http://evil\")",
+        .email = "dave&co@example.org",
+        .source_user = "<script>alert('x')</script>",
+        .status = "Stopped",
+        .error = "=HYPERLINK(\"http://evil\")",
     },
 };
 
 static const struct report_item items[] = {
     {
-	.user = "山田@example.jp",
-	.folder = "Sent, Items",
-	.uid = 42,
-	.date = NULL,
-	.subject = "Re: 会議 <b>&amp;</b>, \"quoted\"",
-	.size = 40u << 20,
-	.reason = "over --max-message-size (35 MB)",
+        .user = "山田@example.jp",
+        .folder = "Sent, Items",
+        .uid = 42,
+        .date = NULL,
+        .subject = "Re: 会議 <b>&amp;</b>, \"quoted\"",
+        .size = 40u << 20,
+        .reason = "over --max-message-size (35 MB)",
     },
     {
-	.user = "山田@example.jp",
-	.folder = "INBOX",
-	.uid = 7,
-	.date = "30-Nov-2026 16:04:05 +0100",
-	.subject = "-- weekly",
-	.size = 12,
-	.reason = "target said [TOOBIG]",
+        .user = "山田@example.jp",
+        .folder = "INBOX",
+        .uid = 7,
+        .date = "30-Nov-2026 16:04:05 +0100",
+        .subject = "-- weekly",
+        .size = 12,
+        .reason = "target said [TOOBIG]",
     },
 };
 
@@ -144,9 +145,9 @@ static void test_csv_empty(void **state)
 	struct err e;
 	assert_int_equal(report_write_csv(&r, &b, &e), 0);
 	assert_string_equal(buf_cstr(&b),
-			    "EmailAddress,SourceUser,Status,ItemsSynced,ItemsSkipped,ItemsFailed,"
-			    "Bytes,Folders,Started,LastSynced,Completed,DurationSeconds,Error\r\n"
-			    "\r\nUser,Folder,UID,Date,Subject,Size,Reason\r\n");
+	                    "EmailAddress,SourceUser,Status,ItemsSynced,ItemsSkipped,ItemsFailed,"
+	                    "Bytes,Folders,Started,LastSynced,Completed,DurationSeconds,Error\r\n"
+	                    "\r\nUser,Folder,UID,Date,Subject,Size,Reason\r\n");
 	buf_release(&b);
 }
 
@@ -214,9 +215,9 @@ static void test_html(void **state)
 	assert_non_null(strstr(fail_box, "carol@example.org"));
 	assert_true(fail_box < strstr(h, "<h2>Users</h2>"));
 	assert_non_null(strstr(h, "<h2>Skipped items (2)</h2>"));
-	assert_non_null(strstr(h, "1,234"));   /* counts with separators */
-	assert_non_null(strstr(h, "5.0 MB"));  /* total bytes, readable */
-	assert_non_null(strstr(h, "40 MB"));   /* a skipped item's size */
+	assert_non_null(strstr(h, "1,234"));  /* counts with separators */
+	assert_non_null(strstr(h, "5.0 MB")); /* total bytes, readable */
+	assert_non_null(strstr(h, "40 MB"));  /* a skipped item's size */
 	assert_non_null(strstr(h, "2026-12-01 16:00 UTC"));
 	/* self-contained: no external resources */
 	assert_null(strstr(h, "src="));
@@ -273,12 +274,12 @@ static void test_text_twenty_users(void **state)
 	struct err e;
 	assert_int_equal(report_write_text(&r, &b, &e), 0);
 	assert_string_equal(buf_cstr(&b),
-			    "Batch b1: Synced\n"
-			    "20 users: 19 Synced, 1 Failed\n"
-			    "Items: 1,900 synced, 0 skipped, 0 failed; 19 KB copied\n"
-			    "Failed:\n"
-			    "  user03@example.org: source imap.old.example (user user03): login "
-			    "failed\n");
+	                    "Batch b1: Synced\n"
+	                    "20 users: 19 Synced, 1 Failed\n"
+	                    "Items: 1,900 synced, 0 skipped, 0 failed; 19 KB copied\n"
+	                    "Failed:\n"
+	                    "  user03@example.org: source imap.old.example (user user03): login "
+	                    "failed\n");
 	buf_release(&b);
 }
 
@@ -406,10 +407,14 @@ static void test_mail_env(void **state)
 	    .timeout_ms = 20000,
 	    .allow_plaintext = getenv("IMAPMIG_SMTP_PLAINTEXT") != NULL,
 	};
+	struct report r = fixed;
+	const char *batch = getenv("IMAPMIG_SMTP_BATCH");
+	if (batch && batch[0])
+		r.batch = batch;
 	struct err e;
 	char line[2048];
 	err_clear(&e);
-	int rc = report_mail(&fixed, &o, &e);
+	int rc = report_mail(&r, &o, &e);
 	free(to_copy);
 	const char *expect = getenv("IMAPMIG_SMTP_EXPECT_FAIL");
 	if (rc < 0)
