@@ -490,6 +490,7 @@ def main():
     for k, v in defaults.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    load_start = [round(x, 2) for x in os.getloadavg()]
     tools = [t for t in a.tools.split(',') if t]
     scen = set(a.scenarios.split(','))
     imapmig = os.environ.get('IMAPMIG') or os.path.join(REPO, 'build-bench',
@@ -649,7 +650,7 @@ def main():
         e = dict(os.environ)
         e.update(envs[0])
         log('perf: profiling a large-user imapmig sync (system-wide)')
-        p = subprocess.Popen(['perf', 'record', '-a', '-g', '-F', '499',
+        p = subprocess.Popen(['perf', 'record', '-a', '-F', '999',
                               '-o', pdata], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         time.sleep(1)
@@ -663,21 +664,27 @@ def main():
                 ('imapmig symbols', ['--comm', 'imapmig', '--sort',
                                      'dso,symbol']),
                 ('Dovecot imap symbols', ['--comm', 'imap', '--sort',
-                                          'dso,symbol'])):
+                                          'dso,symbol']),
+                ('doveadm symbols', ['--comm', 'doveadm', '--sort',
+                                     'dso,symbol'])):
             q = subprocess.run(['perf', 'report', '-i', pdata, '--stdio',
-                                '--no-children', '-g', 'none',
+                                '--percentage', 'relative',
                                 '--percent-limit', '1'] + args,
                                stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
-            lines = [x for x in q.stdout.decode('utf-8', 'replace')
+            lines = [x.rstrip() for x in q.stdout.decode('utf-8', 'replace')
                      .splitlines() if x.strip() and not x.startswith('#')]
             parts.append('### perf: %s\n\n```\n%s\n```\n' % (
                 title, '\n'.join(lines[:25])))
-        perf_txt = '\n'.join(parts)
+        perf_txt = ('### perf record -a during one more large-user imapmig '
+                    'sync (whole machine: other load shows too)\n\n' +
+                    '\n'.join(parts))
         tgt.stop(fast=True)
 
     # ---- report
     m = machine()
+    m['loadavg_start'] = load_start
+    m['loadavg_end'] = [round(x, 2) for x in os.getloadavg()]
     m['corpus'] = {k: man[k] for k in ('messages', 'bytes', 'seed',
                                        'real_messages')}
     m['corpus']['users'] = len(users)
@@ -703,6 +710,10 @@ def main():
               man['real_messages'], big, man['users'][big]['messages'],
               man['users'][big]['bytes'] / 1e6,
               man['users'][big]['largest'] / 1e6),
+          '- load average before / after: %s / %s (other work on the '
+          'machine shows in wall times)' % (
+              ' '.join(map(str, m['loadavg_start'])),
+              ' '.join(map(str, m['loadavg_end']))),
           '- source load (hard links from the cache + Dovecot index + '
           'page cache): %.1f s' % t_load,
           '- CPU s = user+sys of the migrating process(es); peak RSS = the '

@@ -39,8 +39,13 @@ fi
 
 if [ -z "${IMAPMIG:-}" ]; then
 	echo "bench: building imapmig (Release) in build-bench" >&2
-	cmake -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build build-bench -j "$(nproc)" --target imapmig >/dev/null
+	mkdir -p build-bench
+	if ! { cmake -B build-bench -DCMAKE_BUILD_TYPE=Release -DIMAPMIG_SANITIZE=OFF &&
+		cmake --build build-bench -j "$(nproc)" --target imapmig; } >build-bench/bench-build.log 2>&1; then
+		tail -40 build-bench/bench-build.log >&2
+		echo "bench: build failed (build-bench/bench-build.log)" >&2
+		exit 1
+	fi
 	IMAPMIG=$repo/build-bench/imapmig
 fi
 export IMAPMIG
