@@ -576,6 +576,53 @@ static void test_reader(void **state)
 	assert_null(rec.data);
 }
 
+/* tests/integration/data/csv/README.md promises each bad file's error:
+ * hold the files to it, so the integration suite can rely on the table. */
+static void test_integration_suite(void **state)
+{
+	(void)state;
+	char dir[1024], path[1200], line[1024];
+	snprintf(dir, sizeof(dir), "%s", __FILE__);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		skip();
+	strcpy(slash, "/../integration/data/csv");
+	snprintf(path, sizeof(path), "%s/README.md", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		skip();
+	int checked = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char name[128];
+		int used = 0;
+		if (sscanf(line, "| %127[a-z0-9_].csv |%n", name, &used) != 1 || !used)
+			continue;
+		char *want = strchr(line + 2, '`'), *end = want ? strchr(want + 1, '`') : NULL;
+		assert_non_null(end);
+		*end = '\0';
+		snprintf(path, sizeof(path), "%s/%s.csv", dir, name);
+		struct csv_users u;
+		struct err e;
+		err_clear(&e);
+		assert_int_equal(csv_read_users(path, &strict, &u, &e), -1);
+		if (!strstr(e.what, want + 1))
+			fail_msg("%s: got \"%s\", README says \"%s\"", name, e.what, want + 1);
+		/* no harness password is ever repeated */
+		assert_null(strstr(e.what, "-pw-"));
+		checked++;
+	}
+	fclose(f);
+	assert_int_equal(checked, 9);
+	snprintf(path, sizeof(path), "%s/good_quoted.csv", dir);
+	struct csv_users u;
+	struct err e;
+	assert_int_equal(csv_read_users(path, &strict, &u, &e), 0);
+	assert_int_equal(u.count, 3);
+	assert_string_equal(u.items[2].password, "Frank-pw-e5b2f3 q\"");
+	assert_string_equal(u.items[2].target_password, "Frank-pw-e5b2f3 q\"");
+	csv_users_release(&u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +646,7 @@ int main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_max_users),
 	    cmocka_unit_test(test_reader),
+	    cmocka_unit_test(test_integration_suite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
