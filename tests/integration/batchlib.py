@@ -78,7 +78,7 @@ def master_password_file(env):
 def small_mailbox(src, user, n, seed, folders=('INBOX', 'Sent', 'Work')):
     """n small distinct messages over a few folders with varied flags.
     -> number appended."""
-    if 'Work' in folders:
+    if 'Work' in folders and 'Work' not in H.list_folders(src, user):
         src.create_folder(user, 'Work', subscribe=True)
     flag_sets = [(), ('\\Seen',), ('\\Seen', '\\Answered'), ('\\Flagged',),
                  ('\\Seen', '$Label1')]
