@@ -316,6 +316,20 @@ service imap {{
 '''
 
 
+# appended to a server's config by Server(..., quota=True); limits are per
+# user (userdb_quota_rule in the passwd-file, see Server.set_quota)
+QUOTA_CONF = r'''
+mail_plugins = $mail_plugins quota
+protocol imap {
+  mail_plugins = $mail_plugins imap_quota
+}
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+}
+'''
+
+
 WATCHDOG = r'''
 import os, signal, sys, time
 parent, listing = int(sys.argv[1]), sys.argv[2]
@@ -348,7 +362,7 @@ class Server:
     imap_port (STARTTLS on source/target, plaintext on plain), sep,
     special (attribute -> folder name), users {user: password}."""
 
-    def __init__(self, env, name, kind):
+    def __init__(self, env, name, kind, quota=False):
         if kind not in ('source', 'target', 'plain'):
             raise ValueError(kind)
         self.env = env
@@ -368,7 +382,12 @@ class Server:
         self.imap_port, self.imaps_port = free_ports(2)
         if kind == 'plain':
             self.imaps_port = 0
+        self.quota = quota
+        self.user_quota = {}        # user -> quota_rule storage ('1M')
         self._write_config()
+        if quota:
+            with open(self.conf, 'a') as f:
+                f.write(QUOTA_CONF)
 
     # -- configuration
 
@@ -477,6 +496,54 @@ class Server:
             p.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+    def restart(self, down=0.0, timeout=15):
+        """Stop (SIGTERM, clients cut off), stay down for `down` seconds,
+        start again on the same ports with the same mail."""
+        self.stop()
+        if down:
+            time.sleep(down)
+        return self.start(timeout=timeout)
+
+    # -- users (additions: fault tests make users on the fly)
+
+    def write_users(self):
+        """Rewrite the passwd-file from self.users (+ per-user quota
+        rules); Dovecot rereads it on the next lookup (new size/mtime)."""
+        uid, gid = self.env.mail_ids
+        home = os.path.join(self.dir, 'home')
+        lines = []
+        for u, pw in self.users.items():
+            extra = []
+            if self.kind != 'target' and u in INDEX_LAYOUT_USERS:
+                extra.append('userdb_mail=maildir:~/Maildir:LAYOUT=index')
+            if u in self.user_quota:
+                extra.append('userdb_quota_rule=*:storage=%s' %
+                             self.user_quota[u])
+            lines.append('%s:%s:%d:%d::%s::%s' % (
+                u, pw, uid, gid, os.path.join(home, u), ' '.join(extra)))
+        path = os.path.join(self.dir, 'users')
+        with open(path, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    def add_user(self, user, password):
+        """A new user on this (running) server."""
+        if ':' in user + password:
+            raise ValueError('no ":" in passwd-file fields')
+        self.users[user] = password
+        self.write_users()
+
+    def set_quota(self, user, storage):
+        """Per-user storage quota ('1M', '100M'; None: unlimited); needs
+        a server made with quota=True (Dovecot's quota plugin, count
+        backend).  New sessions see it."""
+        if not self.quota:
+            raise ValueError('server %s has no quota plugin' % self.name)
+        if storage is None:
+            self.user_quota.pop(user, None)
+        else:
+            self.user_quota[user] = storage
+        self.write_users()
 
     def log_tail(self, n=30):
         try:
@@ -920,9 +987,9 @@ class Env:
                 + ([] if self.keep else [self.dir]),
                 start_new_session=True, stdin=subprocess.DEVNULL)
 
-    def server(self, kind, start=True):
+    def server(self, kind, start=True, quota=False):
         self._n += 1
-        s = Server(self, '%s%d' % (kind, self._n), kind)
+        s = Server(self, '%s%d' % (kind, self._n), kind, quota=quota)
         self.servers.append(s)
         if start:
             s.start()
