@@ -506,6 +506,10 @@ int cmd_sync(int argc, char **argv)
 		.event_ctx = &out,
 		.should_stop = cli_stop_requested,
 	};
+	/* test hook: see sync_opts.crash_after */
+	const char *crash = getenv("IMAPMIG_TEST_CRASH_AFTER");
+	if (crash)
+		o.crash_after = strtoul(crash, NULL, 10);
 
 	if (!out.json && isatty(STDERR_FILENO)) {
 		out.progress = progress_new(PROGRESS_TTY, stderr, NULL, 1, 10);

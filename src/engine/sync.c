@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/fingerprint.h"
 #include "util/buf.h"
@@ -87,6 +88,7 @@ struct sync_run {
 	 * big message shows progress while it moves) */
 	uint64_t handled_msgs, handled_bytes;
 	uint64_t bytes_at_last_event;
+	unsigned long steps; /* durable steps so far (see step()) */
 };
 
 /* ---------- events ---------- */
@@ -95,6 +97,23 @@ static void emit(struct sync_run *run, const struct sync_event *ev)
 {
 	if (run->o->event)
 		run->o->event(run->o->event_ctx, ev);
+}
+
+/* A durable step happened (a commit, an APPEND sent whole).  Tests set
+ * crash_after to die right after the Nth one, then check that the next
+ * run ends with every message exactly once (isync's approach). */
+static void step(struct sync_run *run)
+{
+	if (run->o->crash_after && ++run->steps == run->o->crash_after)
+		_exit(99);
+}
+
+static int commit(struct sync_run *run, struct err *err)
+{
+	if (state_commit(run->o->state, err) < 0)
+		return -1;
+	step(run);
+	return 0;
 }
 
 static void progress(struct sync_run *run, const char *folder)
@@ -270,7 +289,7 @@ static int load_target_fingerprints(struct folder_run *fr, struct err *err)
 	}
 	if (state_tfp_claim_done(st, fr->f.id, err) < 0)
 		goto fail;
-	if (state_commit(st, err) < 0)
+	if (commit(fr->run, err) < 0)
 		goto fail;
 	fr->matching = true;
 	return 0;
@@ -322,7 +341,7 @@ static int resolve_pending(struct folder_run *fr, uint32_t *lowest_r, struct err
 		if (c == 0 && (*lowest_r == 0 || pl.uids[i] < *lowest_r))
 			*lowest_r = pl.uids[i];
 	}
-	r = state_commit(st, err);
+	r = commit(fr->run, err);
 out:
 	free(pl.uids);
 	free(pl.fps);
@@ -413,7 +432,7 @@ static int sync_flags(struct folder_run *fr, struct err *err)
 		state_rollback(run->o->state);
 		return -1;
 	}
-	return state_commit(run->o->state, err);
+	return commit(run, err);
 }
 
 /* ---------- new messages: metadata window ---------- */
@@ -607,7 +626,10 @@ static int body_end(void *ctx, struct err *err)
 	if (fr->cur_discard)
 		return 0;
 	fr->cur_discard = true;
-	return imap_client_append_end(fr->run->tgt, err);
+	if (imap_client_append_end(fr->run->tgt, err) < 0)
+		return -1;
+	step(fr->run);
+	return 0;
 }
 
 static int body_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
@@ -636,7 +658,7 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 			return -1;
 		}
 	}
-	if (state_commit(st, err) < 0)
+	if (commit(run, err) < 0)
 		return -1;
 
 	/* 2. body FETCHes, all sent at once; bodies stream into APPENDs */
@@ -702,7 +724,7 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 			return -1;
 		}
 	}
-	return state_commit(st, err);
+	return commit(run, err);
 }
 
 static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
@@ -737,7 +759,7 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 			state_rollback(run->o->state);
 			return -1;
 		}
-		if (state_commit(run->o->state, err) < 0)
+		if (commit(run, err) < 0)
 			return -1;
 		/* "lo:*" also returns the highest message when it is below lo */
 		size_t keep = 0;
@@ -760,7 +782,7 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 			break;
 		if (!run->o->dry_run) {
 			fr->f.src_uidnext = (uint32_t)(hi + 1);
-			if (state_folder_update(run->o->state, &fr->f, err) < 0)
+			if (state_folder_update(run->o->state, &fr->f, err) < 0 || (step(run), 0))
 				return -1;
 		}
 	}
@@ -896,7 +918,7 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 			fr.f.src_uidnext = fr.sinfo.uidnext;
 		fr.f.src_modseq = fr.sinfo.highestmodseq;
 		fr.f.tgt_uidvalidity = fr.tinfo.uidvalidity;
-		if (state_folder_update(o->state, &fr.f, err) < 0)
+		if (state_folder_update(o->state, &fr.f, err) < 0 || (step(run), 0))
 			goto out;
 		if (fr.matching && state_tfp_clear(o->state, fr.f.id, err) < 0)
 			goto out;

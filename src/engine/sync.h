@@ -73,6 +73,9 @@ struct sync_opts {
 	 * ERR_STOPPED (state consistent, resumable).  NULL = never. */
 	bool (*should_stop)(void *ctx);
 	void *stop_ctx;
+	/* Tests only: _exit(99) right after the Nth durable step (commit,
+	 * APPEND sent).  0 = never. */
+	unsigned long crash_after;
 };
 
 struct sync_stats {
