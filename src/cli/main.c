@@ -1,4 +1,5 @@
 /* main.c - imapmig's entry point: dispatch to one command. */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
 	 * signal that kills us mid-write. */
 	signal(SIGPIPE, SIG_IGN);
 	cli_install_signals();
+	/* before any worker thread exists (mailed batch reports use libcurl) */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	if (argc < 2) {
 		usage(stderr);
