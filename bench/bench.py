@@ -215,8 +215,10 @@ class Tools:
             f.write('EmailAddress,UserName,Password,TargetUserName,'
                     'TargetPassword\n')
             for u in users:
-                f.write('%s,%s,%s,%s,%s\n' % (u, u, self.src.users[u], u,
-                                              tgt.users[u]))
+                # EmailAddress must look like one; the target login
+                # is the TargetUserName column
+                f.write('%s@bench.test,%s,%s,%s,%s\n' % (
+                    u, u, self.src.users[u], u, tgt.users[u]))
         common = ['--state', st]
         if phase == 'initial':
             src_url = 'imaps://%s:%d' % (self.src.host, self.src.imaps_port)
@@ -540,11 +542,17 @@ def main():
     def measure(scenario, tool, tgt, run_users, key, phase='initial'):
         label = labels[tool]
         if tool == 'imapmig':
+            cmds = None
             if len(run_users) > 1 and T.has_batch:
-                cmds = T.imapmig_batch(tgt, run_users, key, phase)
-                envs = None
-                label = 'imapmig batch (--jobs %d)' % JOBS
-            else:
+                try:
+                    cmds = T.imapmig_batch(tgt, run_users, key, phase)
+                    envs = None
+                    label = 'imapmig batch (--jobs %d)' % JOBS
+                except RuntimeError as e:
+                    log('imapmig batch unusable, sync x%d instead: %s' % (
+                        len(run_users), e))
+                    T.has_batch = False
+            if cmds is None:
                 cmds, envs = T.imapmig_cmds(tgt, run_users, key)
                 if len(run_users) > 1:
                     label = 'imapmig sync x%d (-P%d)' % (len(run_users), JOBS)
