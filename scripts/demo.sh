@@ -53,6 +53,16 @@ echo "== target folders (doveadm mailbox status)"
 doveadm -c "$TARGET_CONF" -f table mailbox status -u alice 'messages' '*'
 
 echo
+echo "== did anything get lost? imapmig verify compares both servers directly:"
+vcmd=("$imapmig" verify --ca-file "$CA"
+	--resolve "$SOURCE_RESOLVE" --resolve "$TARGET_RESOLVE"
+	--source-password-file "$SOURCE_PASSWORD_FILE"
+	--target-password-file "$TARGET_PASSWORD_FILE"
+	"$SOURCE_URL" "$TARGET_URL")
+echo "   ${vcmd[*]}"
+"${vcmd[@]}"
+
+echo
 echo "== running it again copies nothing:"
 "${cmd[@]}"
 echo

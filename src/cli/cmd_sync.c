@@ -200,8 +200,10 @@ static void human_event(struct output *out, const struct sync_event *ev)
 			say(out, "%s: logged in to %s", side_name(ev->side), ev->text);
 		break;
 	case SYNC_EV_FOLDER_PLAN:
-		if (out->verbose || (ev->text && strncmp(ev->text, "copy", 4) != 0) ||
-		    (ev->text && strchr(ev->text, ':')))
+		/* special-use mapping is routine; a renamed level or a conflict
+		 * is worth a line even without --verbose */
+		if (out->verbose || (ev->text && (strncmp(ev->text, "copy", 4) != 0 ||
+						  strstr(ev->text, "replaced"))))
 			say(out, "folder \"%s\" -> %s%s%s (%s)", ev->folder,
 				ev->target_folder ? "\"" : "",
 				ev->target_folder ? ev->target_folder : "-",
