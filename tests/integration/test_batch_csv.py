@@ -194,6 +194,81 @@ def test_refusals(env, ck, src, tgt):
           'list --json: still one batch')
 
 
+def test_bad_options(env, ck, src, tgt):
+    """Usage errors in create's options: exit 2, nothing created."""
+    b = B.Batch(env, src, tgt, 'opt', state=env.path('state', 'opt.db'))
+    b.write_csv(b.rows_for(['alice']))
+    pw = B.master_password_file(env)
+    tadm = ['--target-admin', 'admin', '--target-password-file', pw]
+    for bad in (['--jobs', '0'], ['--admin-style', 'bogus'],
+                ['--start-after', 'garbage'], ['--start-after', '+2x'],
+                ['--max-message-size', '12Q'], ['--max-items', '-3'],
+                ['--preset', 'nope'], ['--folder-map', 'noequals'],
+                ['--folder-map', '=Target'], ['--timeout', 'soon'],
+                ['--source', 'ftp://%s:21' % src.host]):
+        a = b.create_args(tadm)
+        if bad[0] == '--source':
+            a[a.index('--source') + 1] = bad[1]
+        else:
+            a += bad
+        r = b.run(*a)
+        ck.ok(r.rc == 2 and (bad[1].encode() in r.stderr or
+                             bad[0].encode() in r.stderr),
+              'create %s: exit 2 naming the option (rc=%d)%s' % (
+                  ' '.join(bad), r.rc,
+                  '' if r.rc == 2 else ': ' +
+                  (r.stdout + r.stderr).decode()[-200:].strip()))
+        if r.rc == 0:
+            b.cmd('remove')
+    nothing_created(ck, b, 'bad options')
+
+
+def test_csv_changed(env, ck, src, tgt):
+    """Passwords are re-read from the CSV at each pass: a changed user
+    list is refused; other changes (quoting) are fine; a CSV gone is a
+    clear error."""
+    users = ['dave', 'erin']
+    for u in users + ['carol']:
+        if not H.count_messages(src, u):
+            B.small_mailbox(src, u, 3, sum(map(ord, u)) % 40)
+    b = B.Batch(env, src, tgt, 'chg', state=env.path('state', 'chg.db'))
+    rows = b.rows_for(users)
+    b.write_csv(rows)
+    pw = B.master_password_file(env)
+    r = b.create(['--target-admin', 'admin', '--target-password-file', pw])
+    ck.eq(r.rc, 0, 'chg: create exits 0')
+    # one more user in the file: refused, nothing copied
+    b.write_csv(rows + b.rows_for(['carol']))
+    before = sum(H.target_file_count(tgt, u) for u in users + ['carol'])
+    r = b.cmd('start', '--json', timeout=60)
+    err = r.stderr.decode('utf-8', 'replace')
+    ck.ok(r.rc in (2, 3) and 'chg.csv' in err and
+          ('changed' in err or 'no longer' in err),
+          'chg: a CSV with another user list is refused (rc=%d): %s' % (
+              r.rc, err.strip()[:300]))
+    ck.eq(sum(H.target_file_count(tgt, u) for u in users + ['carol']),
+          before, 'chg: nothing copied')
+    # a user less: refused too
+    b.write_csv(rows[:1])
+    r = b.cmd('start', '--json', timeout=60)
+    ck.ok(r.rc in (2, 3), 'chg: a CSV with a user less is refused '
+          '(rc=%d)' % r.rc)
+    # gone
+    os.unlink(b.csv)
+    r = b.cmd('start', '--json', timeout=60)
+    ck.ok(r.rc in (2, 3) and b'chg.csv' in r.stderr,
+          'chg: a CSV gone is refused naming it (rc=%d): %s' % (
+              r.rc, r.stderr.decode()[-300:].strip()))
+    # same users, other bytes (every field quoted, LF): runs
+    B.write_file(b.csv, 'EmailAddress,UserName,Password,TargetUserName\n' +
+                 ''.join('"%s","%s","%s","%s"\n' % (
+                     e, u, p.replace('"', '""'), t) for e, u, p, t in rows))
+    r = b.cmd('start', '--json', timeout=60)
+    if not ck.eq(r.rc, 0, 'chg: same users, other quoting: start exits 0'):
+        print(r.describe())
+    B.check_users_oracle(ck, src, tgt, users, 'chg')
+
+
 def test(env, ck):
     src = env.server('source', start=False)
     tgt = env.server('target', start=False)
@@ -202,7 +277,9 @@ def test(env, ck):
         s.start()
     test_bad_files(env, ck, src, tgt)
     test_refusals(env, ck, src, tgt)
+    test_bad_options(env, ck, src, tgt)
     test_good_files(env, ck, src, tgt)
+    test_csv_changed(env, ck, src, tgt)
 
 
 def main():
