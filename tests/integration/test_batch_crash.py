@@ -93,6 +93,31 @@ def test(env, ck):
           'sync after recovery copies nothing')
     B.check_users_oracle(ck, src, tgt, USERS, 'after sync')
 
+    # new mail and flag changes, then SIGKILL during `batch sync`
+    B.pmap(lambda iu: H.populate_corpus(src, iu[1], ['INBOX', 'Archiv'],
+                                        40, seed=30 + iu[0]),
+           list(enumerate(USERS)))
+    for u in USERS:
+        src.flags(u, 'add', ['\\Flagged'], 'INBOX', '1:20')
+    base = total(tgt)
+    killed = 0
+    for k in (5, 60, 120):
+        r = b.cmd('sync', '--json', timeout=60,
+                  kill_when=lambda k=k: total(tgt) > base + k)
+        killed += bool(r.killed)
+        print('  sync killed=%s at +%d: %d new on the target' % (
+            r.killed, k, total(tgt) - base), flush=True)
+    ck.ok(killed >= 2, '%d sync runs killed mid-copy' % killed)
+    r = b.cmd('sync', '--json', timeout=60)
+    if not ck.eq(r.rc, 0, 'sync after killed syncs exits 0'):
+        print(r.describe())
+    st = b.status() or {}
+    ck.eq({u.get('email'): u.get('status') for u in B.users_of(st)},
+          {B.email_of(u): 'Synced' for u in USERS},
+          'after killed syncs: every user Synced')
+    B.check_users_oracle(ck, src, tgt, USERS,
+                         'after killed syncs: new mail once, flags equal')
+
 
 def main():
     H.require_imapmig()
