@@ -532,6 +532,7 @@ class Server:
             raise ValueError('no ":" in passwd-file fields')
         self.users[user] = password
         self.write_users()
+        self.wait_userdb(user)
 
     def set_quota(self, user, storage):
         """Per-user storage quota ('1M', '100M'; None: unlimited); needs
@@ -544,6 +545,29 @@ class Server:
         else:
             self.user_quota[user] = storage
         self.write_users()
+        self.wait_userdb(user, 'quota_rule', None if storage is None else
+                         '*:storage=%s' % storage)
+
+    def wait_userdb(self, user, field=None, value=None, timeout=5):
+        """Wait until a running server's userdb shows user (and field =
+        value, None: field absent): passwd-file is stat()ed at most once a
+        second, so a change can take that long to be seen."""
+        if self.proc is None:
+            return
+        deadline = time.time() + timeout
+        while True:
+            p = run(['doveadm', '-c', self.conf, '-f', 'tab', 'user', user],
+                    check=False)
+            if p.returncode == 0:
+                rows = dict(line.split('\t', 1) for line in
+                            p.stdout.decode().splitlines()[1:]
+                            if '\t' in line)
+                if field is None or rows.get(field) == value:
+                    return
+            if time.time() > deadline:
+                raise RuntimeError('userdb of %s: %s not %r' % (
+                    self.name, user if field is None else field, value))
+            time.sleep(0.1)
 
     def log_tail(self, n=30):
         try:
