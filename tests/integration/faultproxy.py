@@ -32,7 +32,10 @@ or rerun can finish.  Fault kinds:
                         plaintext stream it cuts N bytes into a literal
                         announced as {n} with n >= 64 KiB instead.
 
-make_plan(seed, ...) draws faults from a seed (random.Random), so a failing
+FaultProxy(port, throttle=B) also limits each direction of each connection
+to about B bytes/second.
+
+random_fault(rnd, ...) draws faults from a seeded random.Random (random.Random), so a failing
 case can be replayed by its seed.
 """
 
@@ -229,8 +232,12 @@ class FaultProxy:
     127.0.0.2 (a Dovecot listener).  Thread per direction per connection."""
 
     def __init__(self, upstream_port, upstream_addr=LISTEN_ADDR,
-                 listen_addr=LISTEN_ADDR, plan=None, log=None):
+                 listen_addr=LISTEN_ADDR, plan=None, log=None,
+                 throttle=None):
         self.upstream = (upstream_addr, upstream_port)
+        # bytes/second per connection and direction (None: full speed),
+        # to stretch a run so an outside event surely lands in the middle
+        self.throttle = throttle
         self.listen_addr = listen_addr
         self.plan = list(plan or [])
         self.conns = []
@@ -332,7 +339,7 @@ class FaultProxy:
     def _pump(self, c, src, dst, d):
         while True:
             try:
-                data = src.recv(65536)
+                data = src.recv(16384 if self.throttle else 65536)
             except OSError:
                 break
             if not data:
@@ -353,6 +360,8 @@ class FaultProxy:
                     break
                 with c.lock:
                     c.bytes[d] += len(fwd)
+                if self.throttle:
+                    time.sleep(len(fwd) / float(self.throttle))
             if action in ('drop', 'truncate'):
                 c.kill('dropped' if action == 'drop' else 'truncated',
                        rst=c.fault.rst)

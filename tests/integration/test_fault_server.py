@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+import faultproxy as FP  # noqa: E402
 
 FOLDERS = ['INBOX', 'Sent', 'Archiv', 'Listen']
 
@@ -68,8 +69,18 @@ def restart_case(env, ck, src, tgt, which, tu, at=40):
             done.append(time.time())
             server.restart(down=0.3)
         return False
-    r = sync(env, src, 'alice', tgt, tu, tu + '.db',
-             ['--retries', '4', '--timeout', '3'], kill_when=trigger)
+    # through throttling (fault-free) proxies: the copy takes a few
+    # seconds, so the restart surely lands in its middle
+    ps = FP.FaultProxy(src.imaps_port, throttle=1000000).start()
+    pt = FP.FaultProxy(tgt.imaps_port, throttle=1000000).start()
+    argv = env.sync_args(src, 'alice', tgt, tu, ['--retries', '4',
+                                                 '--timeout', '3'],
+                         state=env.path('state', tu + '.db'))
+    argv[-2:] = [ps.url(src, 'alice'), pt.url(tgt, tu)]
+    r = env.run_imapmig(src, 'alice', tgt, tu, argv=argv,
+                        kill_when=trigger)
+    ps.stop()
+    pt.stop()
     first = r
     what = '%s restarted after %d messages' % (which, at)
     ck.ok(bool(done), what)
