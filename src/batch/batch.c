@@ -259,6 +259,11 @@ int batch_create(const char *state_path, const char *name, const char *csv_path,
 	if (check_endpoint("source", c->source_url, err) < 0 ||
 	    check_endpoint("target", c->target_url, err) < 0)
 		return -1;
+	struct folder_rules fr = {
+		.renames = (const char *const *)c->folder_map.items, .n_renames = c->folder_map.n,
+	};
+	if (folder_rules_check(&fr, err) < 0)
+		return -1;
 	char abs[PATH_MAX];
 	if (!realpath(csv_path, abs))
 		return err_set(err, ERR_CONFIG, "cannot read the CSV %s: %s", csv_path,
@@ -583,6 +588,7 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 	struct err ignore;
 	if (state_pair_get(w->st, skey, tkey, &pair_id, &ignore) == 0) {
 		u->pair_id = pair_id;
+		batch_store_items_prune(w->st, sh->batch.id, u->idx, pair_id, &ignore);
 		uint64_t done_n = 0, bytes = 0, folders = 0;
 		if (batch_store_pair_totals(w->st, pair_id, &done_n, &bytes, &folders, &ignore) == 0) {
 			u->items_copied = done_n;

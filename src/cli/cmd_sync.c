@@ -459,6 +459,11 @@ int cmd_sync(int argc, char **argv)
 		cli_error(&err);
 		goto out;
 	}
+	struct folder_rules check = { .renames = maps.items, .n_renames = maps.n };
+	if (folder_rules_check(&check, &err) < 0) {
+		cli_error(&err);
+		goto out;
+	}
 	if (insecure)
 		fprintf(stderr, "imapmig: WARNING: --insecure: server certificates are NOT "
 				"verified; anyone on the network path can read the passwords and "

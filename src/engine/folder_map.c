@@ -654,6 +654,19 @@ static void find_conflicts(const struct ctx *c, struct view *views, size_t n)
 	}
 }
 
+int folder_rules_check(const struct folder_rules *rules, struct err *err)
+{
+	for (size_t i = 0; rules && i < rules->n_renames; i++) {
+		struct rename r;
+		memset(&r, 0, sizeof(r));
+		int rc = parse_rename(rules->renames[i], &r, err);
+		release_rename(&r);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int folder_plan_build(const struct folder_list *source, const struct folder_list *target,
                       const struct folder_rules *rules, struct folder_plan *plan_r, struct err *err)
 {

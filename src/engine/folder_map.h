@@ -115,5 +115,7 @@ int folder_plan_build(const struct folder_list *source, const struct folder_list
 		      const struct folder_rules *rules, struct folder_plan *plan_r,
 		      struct err *err);
 void folder_plan_release(struct folder_plan *plan);
+/* Check the rules alone (a malformed --folder-map), before connecting. */
+int folder_rules_check(const struct folder_rules *rules, struct err *err);
 
 #endif

@@ -303,6 +303,7 @@ fail:
 struct pending_list {
 	uint32_t *uids;
 	char (*fps)[STATE_FP_LEN + 1];
+	char **flags;
 	size_t n, alloc;
 };
 
@@ -314,7 +315,9 @@ static int collect_pending(void *ctx, const struct state_msg *m, struct err *err
 		pl->alloc = pl->alloc ? pl->alloc * 2 : 64;
 		pl->uids = xrealloc(pl->uids, pl->alloc * sizeof(*pl->uids));
 		pl->fps = xrealloc(pl->fps, pl->alloc * sizeof(*pl->fps));
+		pl->flags = xrealloc(pl->flags, pl->alloc * sizeof(*pl->flags));
 	}
+	pl->flags[pl->n] = xstrdup(m->flags);
 	pl->uids[pl->n] = m->src_uid;
 	memcpy(pl->fps[pl->n], m->fp, sizeof(pl->fps[0]));
 	pl->n++;
@@ -338,11 +341,25 @@ static int resolve_pending(struct folder_run *fr, uint32_t *lowest_r, struct err
 			state_rollback(st);
 			goto out;
 		}
+		/* The copy got there, but the APPEND's end was not seen: a
+		 * server that broke off in between may have stored it without
+		 * its flags.  Set them as intended. */
+		if (c == 1 && tuid && !fr->run->o->dry_run) {
+			char set[16];
+			snprintf(set, sizeof(set), "%u", tuid);
+			if (imap_client_store_send(fr->run->tgt, set, '=', pl.flags[i], err) < 0) {
+				state_rollback(st);
+				goto out;
+			}
+		}
 		if (c == 0 && (*lowest_r == 0 || pl.uids[i] < *lowest_r))
 			*lowest_r = pl.uids[i];
 	}
 	r = commit(fr->run, err);
 out:
+	for (size_t i = 0; i < pl.n; i++)
+		free(pl.flags[i]);
+	free(pl.flags);
 	free(pl.uids);
 	free(pl.fps);
 	return r;
@@ -691,6 +708,9 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 		return -1;
 
 	/* 3. record results */
+	size_t over_quota = 0;
+	struct err quota_err;
+	err_clear(&quota_err);
 	if (state_begin(st, err) < 0)
 		return -1;
 	for (size_t i = 0; i < fr->n_items; i++) {
@@ -708,8 +728,11 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 						    .internaldate = it->date };
 			skip_event(fr, SYNC_EV_MESSAGE_FAILED, &m, it->subject, text);
 			run->stats->msgs_failed++;
+			if (strstr(it->err.server, "[OVERQUOTA]") && !over_quota++)
+				quota_err = it->err;
+			/* failed, not skipped: the next pass tries it again */
 			struct state_msg s = { .src_uid = it->uid, .size = it->size,
-					       .status = MSG_SKIPPED, .flags = "", .reason = text };
+					       .status = MSG_FAILED, .flags = "", .reason = text };
 			memcpy(s.fp, it->fp, sizeof(s.fp));
 			r = state_msg_put(st, fr->f.id, &s, err);
 		} else if (it->answered) {
@@ -724,7 +747,22 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 			return -1;
 		}
 	}
-	return commit(run, err);
+	if (commit(run, err) < 0)
+		return -1;
+	if (over_quota) {
+		/* Every further APPEND would be refused the same way: stop this
+		 * mailbox, keep what is there; a later pass copies the rest. */
+		*err = quota_err;
+		err->kind = ERR_ACCOUNT;
+		snprintf(err->what, sizeof(err->what),
+			 "the target mailbox is over its quota; %zu message(s) in this folder "
+			 "were refused",
+			 over_quota);
+		err_hint(err, "raise the quota or free space on the target, then run again: what "
+			      "was copied stays, the rest is copied then");
+		return -1;
+	}
+	return 0;
 }
 
 static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
@@ -867,13 +905,18 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	if (state_msg_counts(o->state, fr.f.id, &counts, err) < 0)
 		goto out;
 	bool need_match = fr.f.src_uidvalidity == 0 || counts.pending > 0;
+	uint32_t lowest_failed = 0;
+	if (counts.failed &&
+	    state_msg_lowest(o->state, fr.f.id, MSG_FAILED, &lowest_failed, err) < 0)
+		goto out;
 	if (fr.f.src_uidvalidity && fr.f.src_uidvalidity != fr.sinfo.uidvalidity) {
 		if (forget_folder_state(&fr, "the source folder's UIDVALIDITY changed", err) < 0)
 			goto out;
 		need_match = true;
 	}
 	/* Nothing new, no flag change, nothing pending: leave the target alone. */
-	if (!need_match && fr.sinfo.uidnext && fr.sinfo.uidnext == fr.f.src_uidnext &&
+	if (!need_match && !counts.failed && fr.sinfo.uidnext &&
+	    fr.sinfo.uidnext == fr.f.src_uidnext &&
 	    fr.sinfo.highestmodseq && fr.sinfo.highestmodseq == fr.f.src_modseq) {
 		r = 0;
 		goto done;
@@ -902,6 +945,9 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 		if (lowest && (start_uid == 0 || lowest < start_uid))
 			start_uid = lowest;
 	}
+	/* messages the target refused last time are tried again */
+	if (lowest_failed && (start_uid == 0 || lowest_failed < start_uid))
+		start_uid = lowest_failed;
 	if (sync_flags(&fr, err) < 0)
 		goto out;
 	if (copy_new(&fr, start_uid, err) < 0)
@@ -940,6 +986,11 @@ done:;
 out:
 	if (r < 0)
 		err_where(err, SIDE_NONE, NULL, NULL, e->source_name);
+	/* APPENDs still in flight point at this folder's items, and one may
+	 * be stuck half-sent (its source broke): the target connection
+	 * cannot be trusted any more.  Drop it before the items go. */
+	if (r < 0 && run->tgt && imap_client_in_flight(run->tgt))
+		imap_client_kill(run->tgt, "the folder's copy was interrupted");
 	items_free(&fr);
 	free(fr.items);
 	buf_release(&fr.dropped_keywords);
@@ -986,6 +1037,31 @@ static void connected(struct sync_run *run, enum side side, const struct imap_cl
 	emit(run, &ev);
 }
 
+struct vanished_ctx {
+	struct sync_run *run;
+	const struct folder_list *source;
+};
+
+static void vanished_cb(void *ctx, const char *name)
+{
+	struct vanished_ctx *vc = ctx;
+	const struct folder_info *fi = folder_list_find(vc->source, name);
+	if (!fi || (fi->attrs & FA_NONEXISTENT))
+		warn(vc->run, name,
+		     "was copied before but is gone from the source (deleted or renamed); its "
+		     "copy on the target is kept");
+}
+
+/* Folders copied by earlier passes that the source no longer has. */
+static void report_vanished(struct sync_run *run, const struct folder_list *source,
+			    struct err *err)
+{
+	struct vanished_ctx vc = { run, source };
+	struct err ignore;
+	(void)err;
+	state_folder_names(run->o->state, run->pair_id, vanished_cb, &vc, &ignore);
+}
+
 static bool fatal_kind(enum err_kind k)
 {
 	return k == ERR_ACCOUNT || k == ERR_TRANSIENT || k == ERR_CONFIG || k == ERR_INTERNAL;
@@ -1016,6 +1092,7 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		goto out;
 	if (preflight(&run, &plan, err) < 0)
 		goto out;
+	report_vanished(&run, &sl, err);
 
 	for (size_t i = 0; i < plan.count; i++) {
 		const struct folder_plan_entry *e = &plan.items[i];

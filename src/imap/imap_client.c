@@ -920,6 +920,28 @@ fail:
 	return NULL;
 }
 
+void imap_client_kill(struct imap_client *c, const char *why)
+{
+	while (c->inflight_head) {
+		struct cmd *next = c->inflight_head->next;
+		free(c->inflight_head);
+		c->inflight_head = next;
+	}
+	c->inflight_tail = NULL;
+	c->n_inflight = 0;
+	c->fetches_in_flight = 0;
+	memset(&c->fetch, 0, sizeof(c->fetch));
+	c->untagged = NULL;
+	c->append_open = false;
+	if (!c->dead) {
+		struct err e;
+		err_set(&e, ERR_TRANSIENT, "connection abandoned: %s", why);
+		where(c, &e, NULL);
+		die(c, &e);
+	}
+	conn_close(&c->conn);
+}
+
 void imap_client_free(struct imap_client **cp)
 {
 	struct imap_client *c = *cp;

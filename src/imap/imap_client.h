@@ -95,6 +95,11 @@ struct imap_client;
 struct imap_client *imap_client_connect(const struct imap_client_opts *opts, struct err *err);
 /* LOGOUT (best effort, short wait) then free; *cp = NULL. */
 void imap_client_logout(struct imap_client **cp);
+/* Give up on the connection now (e.g. an APPEND literal can no longer be
+ * finished because its source broke): it is closed, commands in flight
+ * are dropped WITHOUT their callbacks, and every later call fails with
+ * ERR_TRANSIENT.  The caller still frees it. */
+void imap_client_kill(struct imap_client *c, const char *why);
 /* Free without talking to the server; *cp = NULL. */
 void imap_client_free(struct imap_client **cp);
 

@@ -425,3 +425,21 @@ int batch_store_pair_totals(struct state *st, int64_t pair_id, uint64_t *done_r,
 		return state_fail(st, "cannot count a mailbox's messages", err);
 	return 0;
 }
+
+int batch_store_items_prune(struct state *st, int64_t batch_id, size_t idx, int64_t pair_id,
+			    struct err *err)
+{
+	sqlite3_stmt *s = prep(st,
+			       "DELETE FROM batch_item WHERE batch_id = ?1 AND idx = ?2"
+			       " AND kind = 'failed' AND EXISTS (SELECT 1 FROM folder f"
+			       " JOIN msg m ON m.folder_id = f.id WHERE f.pair_id = ?3"
+			       " AND f.source_name = batch_item.folder"
+			       " AND m.src_uid = batch_item.uid AND m.status = 1)",
+			       err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, batch_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	sqlite3_bind_int64(s, 3, pair_id);
+	return done(st, s, "cannot update skipped messages", err);
+}

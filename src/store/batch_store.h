@@ -93,6 +93,10 @@ void batch_item_rows_free(struct batch_item_row *rows, size_t n);
 int batch_store_item_counts(struct state *st, int64_t batch_id, size_t idx, uint64_t *skipped_r,
 			    uint64_t *failed_r, struct err *err);
 
+/* Forget "failed" items of user idx that a later pass copied after all. */
+int batch_store_items_prune(struct state *st, int64_t batch_id, size_t idx, int64_t pair_id,
+			    struct err *err);
+
 /* What the state knows about a pair: messages on the target (done),
  * their octets, and folders. */
 int batch_store_pair_totals(struct state *st, int64_t pair_id, uint64_t *done_r,

@@ -764,7 +764,8 @@ int state_msg_put(struct state *st, int64_t folder_id, const struct state_msg *m
 {
 	sqlite3_stmt *s;
 
-	if (m->status != MSG_PENDING && m->status != MSG_DONE && m->status != MSG_SKIPPED)
+	if (m->status != MSG_PENDING && m->status != MSG_DONE && m->status != MSG_SKIPPED &&
+	    m->status != MSG_FAILED)
 		return err_set(err, ERR_INTERNAL, "state database %s: bad message status %d",
 		               st->path, (int)m->status);
 	s = stmt_get(st, S_MSG_PUT, err);
@@ -777,7 +778,7 @@ int state_msg_put(struct state *st, int64_t folder_id, const struct state_msg *m
 	sqlite3_bind_int64(s, 5, m->tgt_uid);
 	sqlite3_bind_int(s, 6, (int)m->status);
 	bind_text(s, 7, m->flags);
-	bind_text(s, 8, m->status == MSG_SKIPPED ? m->reason : "");
+	bind_text(s, 8, m->status == MSG_SKIPPED || m->status == MSG_FAILED ? m->reason : "");
 	return stmt_run(st, s, "cannot write", err);
 }
 
@@ -897,6 +898,9 @@ int state_msg_counts(struct state *st, int64_t folder_id, struct state_counts *c
 		case MSG_SKIPPED:
 			c_r->skipped = n;
 			break;
+		case MSG_FAILED:
+			c_r->failed = n;
+			break;
 		default:
 			break;
 		}
@@ -966,4 +970,44 @@ int state_tfp_claim(struct state *st, int64_t folder_id, const char *fp, uint32_
 	if (!found)
 		sqlite3_reset(s);
 	return found;
+}
+
+int state_msg_lowest(struct state *st, int64_t folder_id, enum state_msg_status status,
+		     uint32_t *uid_r, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	*uid_r = 0;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT min(src_uid) FROM msg WHERE folder_id = ?1 AND status = ?2",
+			       -1, &s, NULL) != SQLITE_OK)
+		return db_fail(st, "cannot prepare a statement", err);
+	sqlite3_bind_int64(s, 1, folder_id);
+	sqlite3_bind_int(s, 2, (int)status);
+	int rc = sqlite3_step(s);
+	int found = 0;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		*uid_r = (uint32_t)sqlite3_column_int64(s, 0);
+		found = 1;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return db_fail(st, "cannot read", err);
+	return found;
+}
+
+int state_folder_names(struct state *st, int64_t pair_id, state_name_fn *fn, void *ctx,
+		       struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT source_name FROM folder WHERE pair_id = ?1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return db_fail(st, "cannot prepare a statement", err);
+	sqlite3_bind_int64(s, 1, pair_id);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(ctx, col_text(s, 0));
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(st, "cannot read", err);
+	return 0;
 }

@@ -87,6 +87,7 @@ enum state_msg_status {
 	MSG_PENDING = 0,
 	MSG_DONE = 1,
 	MSG_SKIPPED = 2,
+	MSG_FAILED = 3, /* refused by the target (reason says how); retried next pass */
 };
 
 #define STATE_FP_LEN 32 /* hex characters of a fingerprint */
@@ -98,7 +99,7 @@ struct state_msg {
 	uint32_t tgt_uid; /* 0 = unknown */
 	enum state_msg_status status;
 	const char *flags;  /* space-separated, sorted; "" for none */
-	const char *reason; /* MSG_SKIPPED only, else "" */
+	const char *reason; /* MSG_SKIPPED and MSG_FAILED only, else "" */
 };
 
 /* Insert or replace the row for m->src_uid. */
@@ -125,11 +126,20 @@ int state_msg_each(struct state *st, int64_t folder_id, uint32_t lo, uint32_t hi
 		   state_msg_fn *fn, void *ctx, struct err *err);
 
 struct state_counts {
-	uint64_t done, pending, skipped;
+	uint64_t done, pending, skipped, failed;
 	uint64_t done_bytes;
 };
 int state_msg_counts(struct state *st, int64_t folder_id, struct state_counts *c_r,
 		     struct err *err);
+
+/* The lowest source UID with this status: 1 found (*uid_r), 0 none. */
+int state_msg_lowest(struct state *st, int64_t folder_id, enum state_msg_status status,
+		     uint32_t *uid_r, struct err *err);
+
+/* Call fn with the source name of every folder the pair has state for. */
+typedef void state_name_fn(void *ctx, const char *name);
+int state_folder_names(struct state *st, int64_t pair_id, state_name_fn *fn, void *ctx,
+		       struct err *err);
 
 /* --- target fingerprint scratch list (per folder) --- */
 int state_tfp_clear(struct state *st, int64_t folder_id, struct err *err);
