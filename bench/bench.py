@@ -658,14 +658,15 @@ def main():
         e = dict(os.environ)
         e.update(envs[0])
         log('perf: profiling a large-user imapmig sync (system-wide)')
+        perr = open(env.path('perf.log'), 'wb')
         p = subprocess.Popen(['perf', 'record', '-a', '-F', '999',
-                              '-o', pdata], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                              '-o', pdata], stdout=perr, stderr=perr)
         time.sleep(1)
         subprocess.run(cmds[0], env=e, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         p.send_signal(signal.SIGINT)
         p.wait()
+        perr.close()
         parts = []
         for title, args in (
                 ('by process', ['--sort', 'comm']),
@@ -679,7 +680,9 @@ def main():
                                 '--percentage', 'relative',
                                 '--percent-limit', '1'] + args,
                                stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.PIPE)
+            if q.returncode != 0:
+                log('perf report:', q.stderr.decode('utf-8', 'replace')[-300:])
             lines = [x.rstrip() for x in q.stdout.decode('utf-8', 'replace')
                      .splitlines() if x.strip() and not x.startswith('#')]
             parts.append('### perf: %s\n\n```\n%s\n```\n' % (
