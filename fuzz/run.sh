@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # fuzz/run.sh - build the libFuzzer targets with clang and run each one.
 #
 #   fuzz/run.sh [fuzz_name ...]     (default: every fuzz/fuzz_*.c)
@@ -8,7 +8,7 @@
 # in the build directory, not in the repo.  Crashers are written to
 # $FUZZ_BUILD/artifacts/<target>/.  Exits non-zero if any target found a
 # crash, leak, timeout or sanitizer report, or did not build.
-set -eu
+set -u
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD:-$root/build-fuzz}
@@ -29,10 +29,11 @@ CC=${CC:-clang} cmake -S "$root" -B "$build" -DIMAPMIG_FUZZ=ON \
 	-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$san" >"$build/configure.log" 2>&1 ||
 	{ cat "$build/configure.log"; exit 1; }
 # shellcheck disable=SC2086
-cmake --build "$build" --target $targets -j "$(nproc)"
+cmake --build "$build" --target $targets -j "$(nproc)" || exit 1
 
-failed=""
-for t in $targets; do
+# Each target runs alone on one core; as many at once as there are cores.
+run_one() {
+	t=$1
 	name=${t#fuzz_}
 	seeds="$root/fuzz/corpus/$name"
 	work="$build/corpus/$name"
@@ -40,15 +41,33 @@ for t in $targets; do
 	mkdir -p "$work" "$art"
 	set -- "$work"
 	[ -d "$seeds" ] && set -- "$work" "$seeds"
-	echo "== $t: ${secs}s"
 	if ! "$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 		-artifact_prefix="$art" -print_final_stats=1 "$@" >"$build/$t.log" 2>&1; then
 		tail -n 40 "$build/$t.log"
 		echo "== $t: FAILED (log $build/$t.log, crashers in $art)"
-		failed="$failed $t"
+		touch "$build/$t.failed"
 	else
-		grep -aE '^Done [0-9]+ runs' "$build/$t.log" || true
+		echo "== $t: $(grep -aE '^Done [0-9]+ runs' "$build/$t.log" || echo done)"
 	fi
+}
+
+jobs=$(nproc)
+rm -f "$build"/*.failed
+running=0
+for t in $targets; do
+	echo "== $t: ${secs}s"
+	run_one "$t" &
+	running=$((running + 1))
+	if [ "$running" -ge "$jobs" ]; then
+		wait -n 2>/dev/null || wait
+		running=$((running - 1))
+	fi
+done
+wait
+
+failed=""
+for t in $targets; do
+	[ -e "$build/$t.failed" ] && failed="$failed $t"
 done
 
 if [ -n "$failed" ]; then
