@@ -506,11 +506,33 @@ static char *endpoint_key(bool tls, const char *user, const char *host, uint16_t
 	return xasprintf("%s://%s@%s:%u", tls ? "imaps" : "imap", user, host, (unsigned)port);
 }
 
+/* The connection settings of one user; the keys name the pair in the
+ * state (caller frees them).  Strings point into sh. */
+static void fill_user_opts(struct worker_shared *sh, const struct batch_user_row *u,
+			   struct imap_client_opts *src, struct imap_client_opts *tgt,
+			   struct folder_rules *rules, char **skey_r, char **tkey_r)
+{
+	const struct batch_config *c = &sh->cfg;
+	const struct csv_user *cu = &sh->csv.items[u->idx];
+	fill_side(src, SIDE_SOURCE, sh->source_host, sh->source_port, sh->source_tls,
+		  sh->source_addr, c, u->source_user,
+		  c->source_admin ? sh->source_admin_pw : cu->password, c->source_admin);
+	fill_side(tgt, SIDE_TARGET, sh->target_host, sh->target_port, sh->target_tls,
+		  sh->target_addr, c, u->target_user,
+		  c->target_admin ? sh->target_admin_pw : cu->target_password, c->target_admin);
+	*rules = (struct folder_rules){
+		.include = (const char *const *)c->include.items, .n_include = c->include.n,
+		.exclude = (const char *const *)c->exclude.items, .n_exclude = c->exclude.n,
+		.renames = (const char *const *)c->folder_map.items, .n_renames = c->folder_map.n,
+	};
+	*skey_r = endpoint_key(sh->source_tls, u->source_user, sh->source_host, sh->source_port);
+	*tkey_r = endpoint_key(sh->target_tls, u->target_user, sh->target_host, sh->target_port);
+}
+
 static void run_user(struct worker *w, struct batch_user_row *u)
 {
 	struct worker_shared *sh = w->sh;
 	const struct batch_config *c = &sh->cfg;
-	const struct csv_user *cu = &sh->csv.items[u->idx];
 	enum batch_pass pass = sh->o->pass;
 	bool first = is(u->status, "Created") || is(u->status, "Queued") || u->last_synced == 0;
 	const char *running = pass == BATCH_PASS_COMPLETE ? "Completing"
@@ -530,21 +552,9 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 		.stop_ctx = w,
 		.max_message_size = c->max_message_size,
 		.max_items = c->max_items,
-		.rules = {
-			.include = (const char *const *)c->include.items, .n_include = c->include.n,
-			.exclude = (const char *const *)c->exclude.items, .n_exclude = c->exclude.n,
-			.renames = (const char *const *)c->folder_map.items, .n_renames = c->folder_map.n,
-		},
 	};
-	const char *tuser = u->target_user;
-	fill_side(&so.source, SIDE_SOURCE, sh->source_host, sh->source_port, sh->source_tls,
-		  sh->source_addr, c, u->source_user,
-		  c->source_admin ? sh->source_admin_pw : cu->password, c->source_admin);
-	fill_side(&so.target, SIDE_TARGET, sh->target_host, sh->target_port, sh->target_tls,
-		  sh->target_addr, c, tuser,
-		  c->target_admin ? sh->target_admin_pw : cu->target_password, c->target_admin);
-	char *skey = endpoint_key(sh->source_tls, u->source_user, sh->source_host, sh->source_port);
-	char *tkey = endpoint_key(sh->target_tls, tuser, sh->target_host, sh->target_port);
+	char *skey, *tkey;
+	fill_user_opts(sh, u, &so.source, &so.target, &so.rules, &skey, &tkey);
 	so.source_key = skey;
 	so.target_key = tkey;
 
@@ -772,6 +782,67 @@ static int finish_status(struct state *st, struct worker_shared *sh, struct batc
 	return batch_store_set_status(st, sh->batch.id, status, err);
 }
 
+/* Everything a pass needs: the batch, its settings and users, the
+ * passwords (CSV and admins), the servers. */
+static int shared_load(struct worker_shared *sh, struct state *st, const char *state_path,
+		       const char *name, struct err *err)
+{
+	int found = batch_store_get(st, name, &sh->batch, err);
+	if (found <= 0) {
+		if (found == 0) {
+			err_set(err, ERR_CONFIG, "there is no batch named '%s'", name);
+			err_hint(err, "'imapmig batch list' shows the batches in %s", state_path);
+		}
+		return -1;
+	}
+	if (batch_config_parse(sh->batch.config, &sh->cfg, err) < 0 ||
+	    batch_store_users(st, sh->batch.id, &sh->users, &sh->n_users, err) < 0 ||
+	    load_csv(sh, err) < 0)
+		return -1;
+	if (parse_server(sh->cfg.source_url, &sh->source_host, &sh->source_port, &sh->source_tls,
+			 err) < 0 ||
+	    parse_server(sh->cfg.target_url, &sh->target_host, &sh->target_port, &sh->target_tls,
+			 err) < 0)
+		return -1;
+	sh->source_addr = resolve_addr(&sh->cfg.resolve, sh->source_host);
+	sh->target_addr = resolve_addr(&sh->cfg.resolve, sh->target_host);
+	if (sh->cfg.source_admin &&
+	    read_admin_password(sh->cfg.source_password_file, "IMAPMIG_SOURCE_PASSWORD", "source",
+				sh->cfg.source_admin, &sh->source_admin_pw, err) < 0)
+		return -1;
+	if (sh->cfg.target_admin &&
+	    read_admin_password(sh->cfg.target_password_file, "IMAPMIG_TARGET_PASSWORD", "target",
+				sh->cfg.target_admin, &sh->target_admin_pw, err) < 0)
+		return -1;
+	return 0;
+}
+
+int batch_each_user(const char *state_path, const char *name, batch_user_fn *fn, void *ctx,
+		    struct err *err)
+{
+	struct worker_shared sh = { 0 };
+	pthread_mutex_init(&sh.lock, NULL);
+	struct state *st = state_open(state_path, err);
+	int r = -1;
+	if (st && shared_load(&sh, st, state_path, name, err) == 0) {
+		r = 0;
+		for (size_t i = 0; i < sh.n_users && r == 0; i++) {
+			struct batch_user_view v = { .index = i, .email = sh.users[i].email,
+						     .status = sh.users[i].status };
+			char *skey, *tkey;
+			fill_user_opts(&sh, &sh.users[i], &v.source, &v.target, &v.rules, &skey, &tkey);
+			v.max_message_size = sh.cfg.max_message_size;
+			r = fn(ctx, &v, err);
+			free(skey);
+			free(tkey);
+		}
+	}
+	shared_release(&sh);
+	state_close(&st);
+	pthread_mutex_destroy(&sh.lock);
+	return r;
+}
+
 int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct err *err)
 {
 	struct worker_shared sh = { .o = o, .res = res };
@@ -783,16 +854,7 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 	st = state_open(o->state_path, err);
 	if (!st)
 		goto out;
-	int found = batch_store_get(st, o->name, &sh.batch, err);
-	if (found <= 0) {
-		if (found == 0) {
-			err_set(err, ERR_CONFIG, "there is no batch named '%s'", o->name);
-			err_hint(err, "'imapmig batch list' shows the batches in %s", o->state_path);
-		}
-		goto out;
-	}
-	if (batch_config_parse(sh.batch.config, &sh.cfg, err) < 0 ||
-	    batch_store_users(st, sh.batch.id, &sh.users, &sh.n_users, err) < 0)
+	if (shared_load(&sh, st, o->state_path, o->name, err) < 0)
 		goto out;
 	res->users = sh.n_users;
 	if (o->pass == BATCH_PASS_COMPLETE && is(sh.batch.status, "Created")) {
@@ -800,23 +862,6 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		err_hint(err, "run 'imapmig batch start %s' first", o->name);
 		goto out;
 	}
-	if (load_csv(&sh, err) < 0)
-		goto out;
-	if (parse_server(sh.cfg.source_url, &sh.source_host, &sh.source_port, &sh.source_tls,
-			 err) < 0 ||
-	    parse_server(sh.cfg.target_url, &sh.target_host, &sh.target_port, &sh.target_tls,
-			 err) < 0)
-		goto out;
-	sh.source_addr = resolve_addr(&sh.cfg.resolve, sh.source_host);
-	sh.target_addr = resolve_addr(&sh.cfg.resolve, sh.target_host);
-	if (sh.cfg.source_admin &&
-	    read_admin_password(sh.cfg.source_password_file, "IMAPMIG_SOURCE_PASSWORD", "source",
-				sh.cfg.source_admin, &sh.source_admin_pw, err) < 0)
-		goto out;
-	if (sh.cfg.target_admin &&
-	    read_admin_password(sh.cfg.target_password_file, "IMAPMIG_TARGET_PASSWORD", "target",
-				sh.cfg.target_admin, &sh.target_admin_pw, err) < 0)
-		goto out;
 	/* A new pass clears an old stop request. */
 	if (batch_store_set_stop(st, sh.batch.id, false, err) < 0)
 		goto out;

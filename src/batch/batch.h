@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "engine/folder_map.h"
 #include "imap/imap_client.h"
 #include "util/err.h"
 #include "util/strvec.h"
@@ -119,6 +120,21 @@ struct batch_result {
  * CSV changed, no password, database error); per-user failures are in
  * the result. */
 int batch_run(const struct batch_run_opts *o, struct batch_result *res_r, struct err *err);
+
+/* One user of a batch as the batch would connect it (for verify). */
+struct batch_user_view {
+	size_t index;
+	const char *email;
+	const char *status;
+	struct imap_client_opts source, target; /* passwords filled in */
+	struct folder_rules rules;
+	uint64_t max_message_size;
+};
+typedef int batch_user_fn(void *ctx, const struct batch_user_view *u, struct err *err);
+/* Load the batch and its passwords (as a pass would) and call fn for each
+ * user in CSV order; stops at the first fn returning -1. */
+int batch_each_user(const char *state_path, const char *name, batch_user_fn *fn, void *ctx,
+		    struct err *err);
 
 /* Ask running passes of the batch (in any process) to stop. */
 int batch_request_stop(const char *state_path, const char *name, struct err *err);

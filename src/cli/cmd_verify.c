@@ -6,7 +6,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "batch/batch.h"
 #include "cli/cli.h"
+#include "store/state.h"
 #include "engine/verify.h"
 #include "util/buf.h"
 #include "util/json.h"
@@ -16,12 +18,14 @@
 
 static const char verify_usage[] =
     "usage: imapmig verify [options] SOURCE TARGET\n"
+    "       imapmig verify [--deep] [--json] [--state PATH] --batch NAME\n"
     "\n"
     "Compare the mailbox SOURCE with TARGET directly (no state database): every\n"
     "folder through the same name mapping and filters as 'imapmig sync', every\n"
     "message matched by its header fingerprint and size (or, with --deep, by the\n"
     "SHA-256 of the whole message), then flags and INTERNALDATE.  Lists missing,\n"
-    "extra and mismatched messages and ends with a summary line.\n"
+    "extra and mismatched messages and ends with a summary line.  With --batch,\n"
+    "every user of the batch, connected and filtered as the batch does.\n"
     "\n"
     "Passwords (never on the command line):\n"
     "  --source-password-file F   else $IMAPMIG_SOURCE_PASSWORD, else a prompt\n"
@@ -465,6 +469,7 @@ struct verify_args {
 	long timeout_s;
 	uint64_t max_size;
 	unsigned long max_details;
+	const char *batch, *state;
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -553,11 +558,11 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 			}
 			break;
 		case OPT_STATE:
-			break; /* accepted by every command; verify needs none */
+			a->state = optarg; /* only --batch reads it */
+			break;
 		case OPT_BATCH:
-			fprintf(stderr, "imapmig verify: --batch is not available yet; verify one "
-			                "pair with SOURCE TARGET\n");
-			return EXIT_USAGE;
+			a->batch = optarg;
+			break;
 		case 'v':
 		case OPT_VERBOSE:
 			out->verbose = true;
@@ -577,8 +582,9 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 2) {
-		fprintf(stderr, "imapmig verify: expected SOURCE and TARGET URLs\n\n%s",
+	if (argc - optind != (a->batch ? 0 : 2)) {
+		fprintf(stderr, "imapmig verify: expected SOURCE and TARGET URLs, or --batch NAME "
+		                "alone\n\n%s",
 		        verify_usage);
 		return EXIT_USAGE;
 	}
@@ -607,6 +613,111 @@ static void client_opts(struct imap_client_opts *co, enum side side, const struc
 	};
 }
 
+/* --batch: every user of the batch, connected as the batch connects them. */
+struct batch_verify {
+	const struct verify_args *a;
+	struct output *out;
+	struct verify_stats total;
+	size_t users, differing, failed;
+};
+
+static int verify_batch_user(void *ctx, const struct batch_user_view *u, struct err *err)
+{
+	struct batch_verify *bv = ctx;
+	(void)err;
+	struct output *out = bv->out;
+	if (out->json) {
+		struct buf *b = &out->line;
+		buf_reset(b);
+		buf_puts(b, "{\"event\":\"user\"");
+		jstr(b, "user", u->email);
+		jstr(b, "status", u->status);
+		buf_puts(b, "}\n");
+		fwrite(b->data, 1, b->len, stdout);
+	} else {
+		printf("== %s (%s)\n", u->email, u->status);
+	}
+	fflush(stdout);
+	struct verify_opts o = {
+	    .source = u->source,
+	    .target = u->target,
+	    .rules = u->rules,
+	    .max_message_size = u->max_message_size,
+	    .deep = bv->a->deep,
+	    .max_details = (unsigned)bv->a->max_details,
+	    .event = on_event,
+	    .event_ctx = out,
+	};
+	if (bv->a->debug) {
+		o.source.trace = o.target.trace = trace_out;
+		o.source.trace_ctx = (void *)"source";
+		o.target.trace_ctx = (void *)"target";
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct verify_stats st;
+	struct err e;
+	err_clear(&e);
+	int r = verify_run(&o, &st, &e);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	bv->users++;
+	if (r < 0) {
+		/* one user that cannot be compared does not stop the others */
+		cli_error(&e);
+		bv->failed++;
+		summary(out, &st, secs, &e);
+		return 0;
+	}
+	summary(out, &st, secs, NULL);
+	if (st.missing || st.extra || st.mismatched || st.folders_missing || st.folders_failed)
+		bv->differing++;
+	bv->total.folders += st.folders;
+	bv->total.messages += st.messages;
+	bv->total.missing += st.missing;
+	bv->total.extra += st.extra;
+	bv->total.mismatched += st.mismatched;
+	bv->total.skipped += st.skipped;
+	return 0;
+}
+
+static int verify_batch(const struct verify_args *a, struct output *out)
+{
+	char *owned = NULL;
+	const char *path = a->state;
+	if (!path)
+		path = owned = state_default_path();
+	if (!path) {
+		fprintf(stderr, "imapmig: no home directory for the state; pass --state PATH\n");
+		return EXIT_USAGE;
+	}
+	struct batch_verify bv = {.a = a, .out = out};
+	struct err err;
+	err_clear(&err);
+	int r = batch_each_user(path, a->batch, verify_batch_user, &bv, &err);
+	free(owned);
+	if (r < 0) {
+		cli_error(&err);
+		return cli_exit_for(&err);
+	}
+	if (out->json)
+		printf("{\"event\":\"verify_batch_summary\",\"users\":%zu,\"differing\":%zu,"
+		       "\"failed\":%zu,\"messages\":%llu,\"missing\":%llu,\"extra\":%llu,"
+		       "\"mismatched\":%llu}\n",
+		       bv.users, bv.differing, bv.failed, (unsigned long long)bv.total.messages,
+		       (unsigned long long)bv.total.missing, (unsigned long long)bv.total.extra,
+		       (unsigned long long)bv.total.mismatched);
+	else
+		printf("verify batch %s: %zu users, %llu messages: %zu users differ, %zu could not "
+		       "be compared (%llu missing, %llu extra, %llu mismatched)\n",
+		       a->batch, bv.users, (unsigned long long)bv.total.messages, bv.differing,
+		       bv.failed, (unsigned long long)bv.total.missing,
+		       (unsigned long long)bv.total.extra, (unsigned long long)bv.total.mismatched);
+	if (bv.failed)
+		return EXIT_ACCOUNT;
+	return bv.differing ? EXIT_PARTIAL : EXIT_OK;
+}
+
 int cmd_verify(int argc, char **argv)
 {
 	struct verify_args a = {.timeout_s = 60, .admin_mode = IMAP_ADMIN_AUTHZID};
@@ -616,6 +727,10 @@ int cmd_verify(int argc, char **argv)
 	int status = parse_args(argc, argv, &a, &out);
 	if (status >= 0)
 		goto out;
+	if (a.batch) {
+		status = verify_batch(&a, &out);
+		goto out;
+	}
 	status = EXIT_USAGE;
 	err_clear(&err);
 	if (endpoint_setup(&src, argv[optind], SIDE_SOURCE, a.pwfile[0], a.admin[0], &a.resolves,
