@@ -73,6 +73,8 @@ struct folder_size {
 	char *name;
 	uint32_t messages;
 	uint64_t bytes;
+	struct imap_status_info st;
+	bool known; /* the server answered STATUS for it */
 };
 
 struct sync_run {
@@ -837,13 +839,15 @@ static const struct folder_size *folder_size_find(const struct sync_run *run, co
 	return NULL;
 }
 
-static void status_cb(void *ctx, const char *name, uint32_t messages, uint64_t size)
+static void status_cb(void *ctx, const char *name, const struct imap_status_info *st)
 {
 	struct sync_run *run = ctx;
 	for (size_t i = 0; i < run->n_sizes; i++) {
 		if (strcmp(run->sizes[i].name, name) == 0) {
-			run->sizes[i].messages = messages;
-			run->sizes[i].bytes = size;
+			run->sizes[i].messages = st->messages;
+			run->sizes[i].bytes = st->size;
+			run->sizes[i].st = *st;
+			run->sizes[i].known = true;
 		}
 	}
 }
@@ -895,6 +899,20 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	if (state_folder_get(o->state, run->pair_id, e->source_name, e->target_name, &fr.f,
 			     err) < 0)
 		goto out;
+	/* The preflight STATUS already says whether anything changed since
+	 * the last pass: then neither side needs a SELECT at all. */
+	const struct folder_size *pre = folder_size_find(run, e->source_name);
+	if (pre && pre->known && pre->st.uidvalidity == fr.f.src_uidvalidity &&
+	    pre->st.uidnext && pre->st.uidnext == fr.f.src_uidnext && pre->st.highestmodseq &&
+	    pre->st.highestmodseq == fr.f.src_modseq) {
+		struct state_counts c0;
+		if (state_msg_counts(o->state, fr.f.id, &c0, err) < 0)
+			goto out;
+		if (!c0.pending && !c0.failed) {
+			r = 0;
+			goto done;
+		}
+	}
 	if (imap_client_select(run->src, e->source_name, true, &fr.sinfo, err) < 0)
 		goto out;
 	struct sync_event start = { .type = SYNC_EV_FOLDER_START, .folder = e->source_name,

@@ -1267,20 +1267,28 @@ static int status_untagged(struct imap_client *c, const struct imap_response *r,
 		raw = r->args->str;
 	if (!raw)
 		return 0;
-	uint64_t messages = 0, size = 0, n;
+	struct imap_status_info si = { 0 };
+	uint64_t n;
 	for (const struct imap_arg *a = r->args->next->child; a && a->next; a = a->next->next) {
-		if (imap_arg_atom_is(a, "MESSAGES") && imap_arg_number(a->next, &n))
-			messages = n;
-		else if (imap_arg_atom_is(a, "SIZE") && imap_arg_number(a->next, &n))
-			size = n;
+		if (!imap_arg_number(a->next, &n))
+			continue;
+		if (imap_arg_atom_is(a, "MESSAGES"))
+			si.messages = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+		else if (imap_arg_atom_is(a, "SIZE"))
+			si.size = n;
+		else if (imap_arg_atom_is(a, "UIDNEXT") && n <= UINT32_MAX)
+			si.uidnext = (uint32_t)n;
+		else if (imap_arg_atom_is(a, "UIDVALIDITY") && n <= UINT32_MAX)
+			si.uidvalidity = (uint32_t)n;
+		else if (imap_arg_atom_is(a, "HIGHESTMODSEQ"))
+			si.highestmodseq = n;
 	}
 	struct buf name = BUF_INIT(0);
 	if (strcasecmp(raw, "INBOX") == 0)
 		buf_puts(&name, "INBOX");
 	else
 		decode_name(raw, strlen(raw), &name);
-	sc->fn(sc->ctx, buf_cstr(&name), messages > UINT32_MAX ? UINT32_MAX : (uint32_t)messages,
-	       size);
+	sc->fn(sc->ctx, buf_cstr(&name), &si);
 	buf_release(&name);
 	return 0;
 }
@@ -1301,7 +1309,12 @@ int imap_client_status(struct imap_client *c, const char *const *names, size_t n
 		if (r < 0)
 			drop_cmd(c, cmd);
 		else {
-			buf_puts(&line, want_size ? " (MESSAGES SIZE)" : " (MESSAGES)");
+			buf_puts(&line, " (MESSAGES UIDNEXT UIDVALIDITY");
+			if (want_size)
+				buf_puts(&line, " SIZE");
+			if (c->caps & IMAP_CAP_CONDSTORE)
+				buf_puts(&line, " HIGHESTMODSEQ");
+			buf_putc(&line, ')');
 			r = cmd_finish_line(c, &line, err);
 		}
 		buf_release(&line);

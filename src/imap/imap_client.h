@@ -140,10 +140,15 @@ struct imap_select_info {
 int imap_client_select(struct imap_client *c, const char *name, bool read_only,
 		       struct imap_select_info *info_r, struct err *err);
 /* STATUS of many mailboxes at once (pipelined): fn is called for each
- * answer with the mailbox name (UTF-8), MESSAGES, and SIZE (total octets;
- * 0 when the server lacks STATUS=SIZE).  A mailbox the server refuses is
- * skipped (its error is not fatal); names are UTF-8. */
-typedef void imap_status_fn(void *ctx, const char *name, uint32_t messages, uint64_t size);
+ * answer with the mailbox name (UTF-8) and what the server said.  A
+ * mailbox the server refuses is skipped (its error is not fatal). */
+struct imap_status_info {
+	uint32_t messages;
+	uint64_t size;          /* total octets; 0 without STATUS=SIZE */
+	uint32_t uidnext, uidvalidity;
+	uint64_t highestmodseq; /* 0 without CONDSTORE */
+};
+typedef void imap_status_fn(void *ctx, const char *name, const struct imap_status_info *st);
 int imap_client_status(struct imap_client *c, const char *const *names, size_t n,
 		       imap_status_fn *fn, void *ctx, struct err *err);
 
