@@ -41,6 +41,8 @@ static const char sync_usage[] =
 	"  --timeout SECONDS          network timeout (default 60)\n"
 	"  --retries N                reconnect and resume this often after a dropped\n"
 	"                             connection (default 3)\n"
+	"  --no-multiappend           one APPEND per message even where the target\n"
+	"                             offers MULTIAPPEND (many messages per transaction)\n"
 	"What to copy:\n"
 	"  --include GLOB             only folders matching (repeatable; '/' between levels)\n"
 	"  --exclude GLOB             never folders matching (repeatable)\n"
@@ -62,7 +64,7 @@ enum {
 	OPT_SRC_PWFILE = 256, OPT_TGT_PWFILE, OPT_SRC_ADMIN, OPT_TGT_ADMIN, OPT_ADMIN_STYLE,
 	OPT_CA_FILE, OPT_RESOLVE, OPT_ALLOW_PLAIN, OPT_INSECURE, OPT_TIMEOUT, OPT_RETRIES,
 	OPT_INCLUDE, OPT_EXCLUDE, OPT_FOLDER_MAP, OPT_MAX_SIZE, OPT_STATE, OPT_DRY_RUN,
-	OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP,
+	OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP, OPT_NO_MULTIAPPEND,
 };
 
 static const struct option sync_options[] = {
@@ -87,6 +89,7 @@ static const struct option sync_options[] = {
 	{ "debug", no_argument, NULL, OPT_DEBUG },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "no-multiappend", no_argument, NULL, OPT_NO_MULTIAPPEND },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -364,6 +367,7 @@ int cmd_sync(int argc, char **argv)
 	const char *state_path = NULL, *ca_file = NULL;
 	struct strlist includes = { 0 }, excludes = { 0 }, maps = { 0 }, resolves = { 0 };
 	bool allow_plain = false, insecure = false, dry_run = false, debug = false;
+	bool no_multiappend = false;
 	enum imap_admin_mode admin_mode = IMAP_ADMIN_AUTHZID;
 	long timeout_s = 60, retries = 3;
 	uint64_t max_size = 0;
@@ -434,6 +438,7 @@ int cmd_sync(int argc, char **argv)
 		case OPT_VERBOSE: out.verbose = true; break;
 		case OPT_DEBUG: debug = out.verbose = true; break;
 		case OPT_JSON: out.json = true; break;
+		case OPT_NO_MULTIAPPEND: no_multiappend = true; break;
 		case 'h':
 		case OPT_HELP: fputs(sync_usage, stdout); return EXIT_OK;
 		default: fputs(sync_usage, stderr); return EXIT_USAGE;
@@ -507,6 +512,7 @@ int cmd_sync(int argc, char **argv)
 			.renames = maps.items, .n_renames = maps.n,
 		},
 		.max_message_size = max_size,
+		.no_multiappend = no_multiappend,
 		.dry_run = dry_run,
 		.state = st,
 		.event = on_event,

@@ -49,6 +49,17 @@ struct copy_item {
 	struct err err;
 	char *subject;
 	struct folder_run *fr;
+	size_t group;  /* which body FETCH (and MULTIAPPEND) it belongs to */
+	bool want;     /* part of the current transfer round */
+};
+
+/* The messages of one body FETCH, appended with one MULTIAPPEND (in the
+ * order their bodies arrived). */
+struct append_group {
+	struct folder_run *fr;
+	size_t expected;          /* items in the FETCH */
+	struct copy_item **items; /* appended so far, in order */
+	size_t n;
 };
 
 struct folder_run {
@@ -63,6 +74,10 @@ struct folder_run {
 	/* body streaming */
 	struct copy_item *cur;
 	bool cur_discard;
+	bool multi;                  /* this round uses MULTIAPPEND */
+	struct append_group *groups; /* one per body FETCH of the round */
+	size_t n_groups;
+	struct append_group *open;   /* the MULTIAPPEND being written, or NULL */
 	uint64_t copied;
 	bool warned_unknown_uid;
 	struct buf dropped_keywords;
@@ -91,6 +106,7 @@ struct sync_run {
 	uint64_t handled_msgs, handled_bytes;
 	uint64_t bytes_at_last_event;
 	unsigned long steps; /* durable steps so far (see step()) */
+	bool no_multi;       /* a MULTIAPPEND was refused: one message per APPEND */
 };
 
 /* ---------- events ---------- */
@@ -272,7 +288,7 @@ static int tfp_message(void *ctx, const struct imap_fetch_msg *m, struct err *er
 	return state_tfp_add(tl->fr->run->o->state, tl->fr->f.id, fp, m->uid, err);
 }
 
-static int load_target_fingerprints(struct folder_run *fr, struct err *err)
+static int load_target_fingerprints(struct folder_run *fr, bool all, struct err *err)
 {
 	struct sync_run *run = fr->run;
 	struct state *st = run->o->state;
@@ -283,7 +299,8 @@ static int load_target_fingerprints(struct folder_run *fr, struct err *err)
 		return -1;
 	if (state_tfp_clear(st, fr->f.id, err) < 0)
 		goto fail;
-	if (fr->tinfo.exists > 0) {
+	/* all: the folder changed since it was selected (our own APPENDs) */
+	if (all || fr->tinfo.exists > 0) {
 		if (imap_client_fetch_send(run->tgt, "1:*", IMAP_FETCH_SIZE | IMAP_FETCH_HEADERS,
 					   FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
 		    imap_client_wait_all(run->tgt, err) < 0)
@@ -595,12 +612,102 @@ static void append_done(void *ctx, const struct imap_append_result *res, const s
 	progress(it->fr->run, it->fr->entry->source_name);
 }
 
+/* Next UID of an APPENDUID uid set, in order: "3955:3957,3960" gives
+ * 3955 3956 3957 3960.  *pos walks the text; *range_next carries a range. */
+static uint32_t uidset_next(const char **pos, uint32_t *range_next, uint32_t *range_end)
+{
+	if (*range_next && *range_next <= *range_end)
+		return (*range_next)++;
+	const char *p = *pos;
+	if (!p || !*p)
+		return 0;
+	if (*p == ',')
+		p++;
+	char *end;
+	unsigned long a = strtoul(p, &end, 10), b = a;
+	if (end == p)
+		return 0;
+	if (*end == ':') {
+		const char *q = end + 1;
+		b = strtoul(q, &end, 10);
+		if (end == q)
+			return 0;
+	}
+	*pos = end;
+	if (b < a) { /* "10:5" means 5..10 */
+		unsigned long t = a;
+		a = b;
+		b = t;
+	}
+	if (a > UINT32_MAX || b > UINT32_MAX)
+		return 0;
+	*range_next = (uint32_t)a + 1;
+	*range_end = (uint32_t)b;
+	if (a == b)
+		*range_next = *range_end = 0;
+	return (uint32_t)a;
+}
+
+static void group_done(void *ctx, const struct imap_append_result *res, const struct err *e)
+{
+	struct append_group *g = ctx;
+	const char *pos = res->uidset;
+	uint32_t next = 0, last = 0;
+	for (size_t i = 0; i < g->n; i++) {
+		struct copy_item *it = g->items[i];
+		it->answered = true;
+		it->ok = res->ok;
+		it->tgt_uid = res->ok ? uidset_next(&pos, &next, &last) : 0;
+		if (e)
+			it->err = *e;
+		g->fr->run->handled_msgs++;
+	}
+	progress(g->fr->run, g->fr->entry->source_name);
+}
+
+static int finish_group(struct folder_run *fr, struct err *err)
+{
+	if (!fr->open)
+		return 0;
+	fr->open = NULL;
+	if (imap_client_append_finish(fr->run->tgt, err) < 0)
+		return -1;
+	step(fr->run);
+	return 0;
+}
+
+/* Start the item's message on the target: a new APPEND, or the next
+ * message of the open MULTIAPPEND of its group. */
+static int start_append(struct folder_run *fr, struct copy_item *it, uint64_t size,
+			struct err *err)
+{
+	struct imap_client *tgt = fr->run->tgt;
+	if (!fr->multi)
+		return imap_client_append_begin(tgt, fr->entry->target_name, it->flags, it->date,
+						size, append_done, it, err);
+	struct append_group *g = &fr->groups[it->group];
+	if (fr->open && fr->open != g && finish_group(fr, err) < 0)
+		return -1;
+	int r;
+	if (fr->open == g) {
+		r = imap_client_append_next(tgt, it->flags, it->date, size, err);
+	} else {
+		r = imap_client_append_begin(tgt, fr->entry->target_name, it->flags, it->date,
+					     size, group_done, g, err);
+		if (r == 0)
+			fr->open = g;
+	}
+	if (r == 0)
+		g->items[g->n++] = it;
+	return r;
+}
+
 static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
 {
 	struct folder_run *fr = ctx;
 	fr->cur_discard = true;
 	fr->cur = uid ? find_item(fr, uid) : NULL;
-	if (!fr->cur || fr->cur->started) {
+	if (!fr->cur || fr->cur->started || !fr->cur->want) {
 		if (!uid && !fr->warned_unknown_uid) {
 			/* The server sent BODY[] before UID; such bodies are
 			 * dropped here and fetched again next pass. */
@@ -613,8 +720,7 @@ static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
 	}
 	struct copy_item *it = fr->cur;
 	it->started = true;
-	int r = imap_client_append_begin(fr->run->tgt, fr->entry->target_name, it->flags,
-					 it->date, size, append_done, it, err);
+	int r = start_append(fr, it, size, err);
 	if (r < 0)
 		return -1;
 	if (r == 0) {
@@ -645,6 +751,13 @@ static int body_end(void *ctx, struct err *err)
 	if (fr->cur_discard)
 		return 0;
 	fr->cur_discard = true;
+	if (fr->multi) {
+		if (imap_client_append_message_end(fr->run->tgt, err) < 0)
+			return -1;
+		struct append_group *g = &fr->groups[fr->cur->group];
+		/* the group's last message closes the command at once */
+		return g->n == g->expected ? finish_group(fr, err) : 0;
+	}
 	if (imap_client_append_end(fr->run->tgt, err) < 0)
 		return -1;
 	step(fr->run);
@@ -656,6 +769,69 @@ static int body_message(void *ctx, const struct imap_fetch_msg *m, struct err *e
 	(void)ctx;
 	(void)m;
 	(void)err;
+	return 0;
+}
+
+static void groups_free(struct folder_run *fr)
+{
+	for (size_t i = 0; i < fr->n_groups; i++)
+		free(fr->groups[i].items);
+	free(fr->groups);
+	fr->groups = NULL;
+	fr->n_groups = 0;
+	fr->open = NULL;
+}
+
+/* One round: body FETCHes for the wanted items, all sent at once, each
+ * body streamed into the target as it arrives; then wait for both sides.
+ * The groups stay (for the caller to look at) until the next round. */
+static int transfer_round(struct folder_run *fr, bool multi, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	struct imap_fetch_handler h = { .message = body_message, .body_begin = body_begin,
+					.body_data = body_data, .body_end = body_end, .ctx = fr };
+	groups_free(fr);
+	fr->multi = multi;
+	fr->groups = xcalloc(fr->n_items + 1, sizeof(*fr->groups));
+	struct buf set = BUF_INIT(0);
+	size_t n = 0, last = 0;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < fr->n_items; i++)
+		if (fr->items[i].want)
+			last = i;
+	for (size_t i = 0; i < fr->n_items; i++) {
+		struct copy_item *it = &fr->items[i];
+		if (!it->want)
+			continue;
+		if (set.len)
+			buf_putc(&set, ',');
+		buf_appendf(&set, "%u", it->uid);
+		it->group = fr->n_groups;
+		n++;
+		bytes += it->size;
+		if (n == BODY_BATCH_MSGS || bytes >= BODY_BATCH_BYTES || i == last) {
+			struct append_group *g = &fr->groups[fr->n_groups++];
+			g->fr = fr;
+			g->expected = n;
+			g->items = xcalloc(n, sizeof(*g->items));
+			if (imap_client_fetch_send(run->src, buf_cstr(&set), IMAP_FETCH_BODY, NULL,
+						   0, &h, err) < 0) {
+				buf_release(&set);
+				return -1;
+			}
+			buf_reset(&set);
+			n = 0;
+			bytes = 0;
+		}
+	}
+	buf_release(&set);
+	if (imap_client_wait_all(run->src, err) < 0)
+		return -1;
+	/* a group whose last message never came (gone from the source) */
+	if (fr->open && imap_client_append_between(run->tgt) && finish_group(fr, err) < 0)
+		return -1;
+	if (imap_client_wait_all(run->tgt, err) < 0 && err->kind != ERR_MESSAGE)
+		return -1;
 	return 0;
 }
 
@@ -680,34 +856,27 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 	if (commit(run, err) < 0)
 		return -1;
 
-	/* 2. body FETCHes, all sent at once; bodies stream into APPENDs */
-	struct imap_fetch_handler h = { .message = body_message, .body_begin = body_begin,
-					.body_data = body_data, .body_end = body_end, .ctx = fr };
-	struct buf set = BUF_INIT(0);
-	size_t n = 0;
-	uint64_t bytes = 0;
-	for (size_t i = 0; i < fr->n_items; i++) {
-		if (set.len)
-			buf_putc(&set, ',');
-		buf_appendf(&set, "%u", fr->items[i].uid);
-		n++;
-		bytes += fr->items[i].size;
-		if (n == BODY_BATCH_MSGS || bytes >= BODY_BATCH_BYTES || i + 1 == fr->n_items) {
-			if (imap_client_fetch_send(run->src, buf_cstr(&set), IMAP_FETCH_BODY, NULL,
-						   0, &h, err) < 0) {
-				buf_release(&set);
-				return -1;
-			}
-			buf_reset(&set);
-			n = 0;
-			bytes = 0;
+	/* 2. bodies stream into APPENDs, MULTIAPPEND where the target has it */
+	for (size_t i = 0; i < fr->n_items; i++)
+		fr->items[i].want = true;
+	bool multi = !run->o->no_multiappend && !run->no_multi &&
+		     imap_client_can_multiappend(run->tgt);
+	if (transfer_round(fr, multi, err) < 0)
+		return -1;
+	/* A refused MULTIAPPEND should store none of its messages, but not
+	 * every server keeps to that (Dovecot stores part of one that hits
+	 * the quota).  Its messages stay pending (their intents are
+	 * recorded) and the caller goes over the folder again with one
+	 * APPEND per message: pending intents are matched by fingerprint
+	 * first, so what did get stored is not copied twice. */
+	size_t group_failed = 0;
+	for (size_t i = 0; multi && i < fr->n_items; i++) {
+		struct copy_item *it = &fr->items[i];
+		if (it->answered && !it->ok && fr->groups[it->group].n > 1) {
+			it->answered = false; /* result unknown: leave it pending */
+			group_failed++;
 		}
 	}
-	buf_release(&set);
-	if (imap_client_wait_all(run->src, err) < 0)
-		return -1;
-	if (imap_client_wait_all(run->tgt, err) < 0 && err->kind != ERR_MESSAGE)
-		return -1;
 
 	/* 3. record results */
 	size_t over_quota = 0;
@@ -751,6 +920,14 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 	}
 	if (commit(run, err) < 0)
 		return -1;
+	if (group_failed) {
+		run->no_multi = true;
+		warn(run, fr->entry->source_name,
+		     "the target refused a MULTIAPPEND of %zu messages; going over the folder "
+		     "again one message at a time",
+		     group_failed);
+		return 1;
+	}
 	if (over_quota) {
 		/* Every further APPEND would be refused the same way: stop this
 		 * mailbox, keep what is there; a later pass copies the rest. */
@@ -815,8 +992,10 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 		fr->n_items = keep;
 		if (run->o->dry_run) {
 			run->stats->msgs_planned += fr->n_items;
-		} else if (fr->n_items && transfer_window(fr, err) < 0) {
-			return -1;
+		} else if (fr->n_items) {
+			int t = transfer_window(fr, err);
+			if (t != 0)
+				return t; /* -1 error, 1 go over the folder again */
 		}
 		if (end == 0)
 			break;
@@ -955,7 +1134,7 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	}
 	uint32_t start_uid = fr.f.src_uidnext;
 	if (need_match) {
-		if (load_target_fingerprints(&fr, err) < 0)
+		if (load_target_fingerprints(&fr, false, err) < 0)
 			goto out;
 		uint32_t lowest = 0;
 		if (resolve_pending(&fr, &lowest, err) < 0)
@@ -968,8 +1147,23 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 		start_uid = lowest_failed;
 	if (sync_flags(&fr, err) < 0)
 		goto out;
-	if (copy_new(&fr, start_uid, err) < 0)
+	int cn = copy_new(&fr, start_uid, err);
+	if (cn < 0)
 		goto out;
+	if (cn == 1) {
+		/* pending messages of a refused MULTIAPPEND: match and redo */
+		if (load_target_fingerprints(&fr, true, err) < 0)
+			goto out;
+		uint32_t lowest = 0;
+		if (resolve_pending(&fr, &lowest, err) < 0)
+			goto out;
+		start_uid = lowest ? lowest : fr.f.src_uidnext;
+		if (copy_new(&fr, start_uid, err) != 0) {
+			if (err->kind == ERR_NONE)
+				err_set(err, ERR_INTERNAL, "MULTIAPPEND fallback failed");
+			goto out;
+		}
+	}
 	if (imap_client_wait_all(run->tgt, err) < 0)
 		goto out;
 	if (fr.dropped_keywords.len)
@@ -1011,6 +1205,7 @@ out:
 		imap_client_kill(run->tgt, "the folder's copy was interrupted");
 	items_free(&fr);
 	free(fr.items);
+	groups_free(&fr);
 	buf_release(&fr.dropped_keywords);
 	return r;
 }

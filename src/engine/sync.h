@@ -65,6 +65,8 @@ struct sync_opts {
 	struct folder_rules rules;
 	uint64_t max_message_size;           /* 0 = no limit */
 	uint64_t max_items;                  /* 0 = no limit; more fails the pass */
+	bool no_multiappend;                 /* one APPEND per message even when the
+					      * target offers MULTIAPPEND */
 	bool dry_run;                        /* plan and count; change nothing */
 	struct state *state;
 	sync_event_fn *event;

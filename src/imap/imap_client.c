@@ -76,7 +76,8 @@ struct imap_client {
 	bool has_cb_err;
 	/* APPEND in progress: bytes still owed. */
 	uint64_t append_left;
-	bool append_open;
+	bool append_open;    /* a message literal is being sent */
+	bool append_between; /* MULTIAPPEND: between two messages */
 	imap_trace_fn *trace;
 	void *trace_ctx;
 };
@@ -293,6 +294,9 @@ static void complete_cmd(struct imap_client *c, struct cmd *cmd, const struct im
 	err_clear(&e);
 	bool ok = r->status == IMAP_STATUS_OK;
 	uint32_t v = 0, u = 0;
+	const char *uidset = NULL;
+	if (ok && code_is(r, "APPENDUID") && r->code_args && r->code_args->next)
+		uidset = imap_arg_str(r->code_args->next);
 	if (ok && code_is(r, "APPENDUID") && r->code_args) {
 		uint64_t n1 = 0, n2 = 0;
 		if (imap_arg_number(r->code_args, &n1) && r->code_args->next &&
@@ -314,7 +318,12 @@ static void complete_cmd(struct imap_client *c, struct cmd *cmd, const struct im
 		cmd->result->appenduid_validity = v;
 		cmd->result->appenduid_uid = u;
 	} else if (cmd->append_done) {
-		struct imap_append_result res = { ok, v, u };
+		struct imap_append_result res = { ok, v, u, uidset };
+		if (uidset && r->code_args) {
+			uint64_t n1 = 0;
+			if (imap_arg_number(r->code_args, &n1) && n1 <= UINT32_MAX)
+				res.uidvalidity = (uint32_t)n1;
+		}
 		cmd->append_done(cmd->append_ctx, &res, ok ? NULL : &e);
 	} else if (!ok && !c->has_pending_err) {
 		c->pending_err = e;
@@ -933,6 +942,7 @@ void imap_client_kill(struct imap_client *c, const char *why)
 	memset(&c->fetch, 0, sizeof(c->fetch));
 	c->untagged = NULL;
 	c->append_open = false;
+	c->append_between = false;
 	if (!c->dead) {
 		struct err e;
 		err_set(&e, ERR_TRANSIENT, "connection abandoned: %s", why);
@@ -1475,7 +1485,7 @@ int imap_client_append_begin(struct imap_client *c, const char *name, const char
 			     const char *date, uint64_t size, imap_append_done_fn *done,
 			     void *ctx, struct err *err)
 {
-	if (c->append_open)
+	if (c->append_open || c->append_between)
 		return fail(c, err, ERR_INTERNAL, "APPEND started while another is open");
 	struct buf line = BUF_INIT(0);
 	struct cmd_result res;
@@ -1501,7 +1511,7 @@ int imap_client_append_begin(struct imap_client *c, const char *name, const char
 		r = wait_continuation(c, &res, err);
 		if (r < 0 && !c->dead) {
 			/* refused before the data: report through the callback */
-			struct imap_append_result ar = { false, 0, 0 };
+			struct imap_append_result ar = { false, 0, 0, NULL };
 			done(ctx, &ar, err);
 			return 1;
 		}
@@ -1527,10 +1537,56 @@ int imap_client_append_data(struct imap_client *c, const uint8_t *data, size_t l
 
 int imap_client_append_end(struct imap_client *c, struct err *err)
 {
+	if (imap_client_append_message_end(c, err) < 0)
+		return -1;
+	return imap_client_append_finish(c, err);
+}
+
+bool imap_client_can_multiappend(const struct imap_client *c)
+{
+	return (c->caps & IMAP_CAP_MULTIAPPEND) && (c->caps & IMAP_CAP_LITERALPLUS);
+}
+
+bool imap_client_append_between(const struct imap_client *c)
+{
+	return c->append_between;
+}
+
+int imap_client_append_message_end(struct imap_client *c, struct err *err)
+{
 	if (!c->append_open || c->append_left)
 		return fail(c, err, ERR_INTERNAL, "APPEND ended %llu bytes short",
 			    (unsigned long long)c->append_left);
 	c->append_open = false;
+	c->append_between = true;
+	return 0;
+}
+
+int imap_client_append_next(struct imap_client *c, const char *flags, const char *date,
+			    uint64_t size, struct err *err)
+{
+	if (!c->append_between || !imap_client_can_multiappend(c))
+		return fail(c, err, ERR_INTERNAL, "no MULTIAPPEND open for another message");
+	struct buf line = BUF_INIT(0);
+	buf_appendf(&line, " (%s)", flags ? flags : "");
+	if (date)
+		buf_appendf(&line, " \"%s\"", date);
+	buf_appendf(&line, " {%llu+}\r\n", (unsigned long long)size);
+	int r = write_all(c, line.data, line.len, err);
+	buf_release(&line);
+	if (r < 0)
+		return -1;
+	c->append_between = false;
+	c->append_open = true;
+	c->append_left = size;
+	return 0;
+}
+
+int imap_client_append_finish(struct imap_client *c, struct err *err)
+{
+	if (!c->append_between)
+		return fail(c, err, ERR_INTERNAL, "APPEND finished in the middle of a message");
+	c->append_between = false;
 	return write_all(c, "\r\n", 2, err);
 }
 

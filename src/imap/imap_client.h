@@ -203,7 +203,9 @@ int imap_client_fetch_send(struct imap_client *c, const char *uidset, unsigned i
 struct imap_append_result {
 	bool ok;
 	uint32_t uidvalidity; /* from APPENDUID, 0 if none */
-	uint32_t uid;
+	uint32_t uid;         /* single APPEND: the new UID, 0 if unknown */
+	const char *uidset;   /* APPENDUID's set as sent ("3955:3964"), or NULL;
+			       * for MULTIAPPEND, in the order appended */
 };
 typedef void imap_append_done_fn(void *ctx, const struct imap_append_result *res,
 				 const struct err *err);
@@ -220,6 +222,22 @@ int imap_client_append_begin(struct imap_client *c, const char *name, const char
 int imap_client_append_data(struct imap_client *c, const uint8_t *data, size_t len,
 			    struct err *err);
 int imap_client_append_end(struct imap_client *c, struct err *err);
+
+/* MULTIAPPEND (RFC 3502): several messages in one APPEND command, stored
+ * by the server in one transaction (all or none).  Only with LITERAL+,
+ * so nothing waits for "+".  After append_begin and a message's data,
+ * imap_client_append_message_end() ends that message but keeps the
+ * command open; imap_client_append_next() adds the next message;
+ * imap_client_append_finish() ends the command (done fires once, with
+ * APPENDUID's uid set for all of them). */
+bool imap_client_can_multiappend(const struct imap_client *c);
+int imap_client_append_message_end(struct imap_client *c, struct err *err);
+int imap_client_append_next(struct imap_client *c, const char *flags, const char *date,
+			    uint64_t size, struct err *err);
+int imap_client_append_finish(struct imap_client *c, struct err *err);
+/* A message of an open MULTIAPPEND has ended and the command awaits
+ * append_next or append_finish. */
+bool imap_client_append_between(const struct imap_client *c);
 
 /* UID STORE set +FLAGS.SILENT (flags) (op '+', '-' or '='), pipelined;
  * failures are reported through imap_client_wait_all(). */
