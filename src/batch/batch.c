@@ -700,22 +700,6 @@ static int parse_server(const char *url, char **host_r, uint16_t *port_r, bool *
 	return 0;
 }
 
-static char *resolve_addr(const struct strvec *rs, const char *host)
-{
-	for (size_t i = 0; i < rs->n; i++) {
-		const char *colon = strchr(rs->items[i], ':');
-		if (colon && (size_t)(colon - rs->items[i]) == strlen(host) &&
-		    strncasecmp(rs->items[i], host, strlen(host)) == 0) {
-			const char *a = colon + 1;
-			size_t l = strlen(a);
-			if (a[0] == '[' && l > 2 && a[l - 1] == ']')
-				return xstrndup(a + 1, l - 2);
-			return xstrdup(a);
-		}
-	}
-	return NULL;
-}
-
 /* Passwords come from the CSV the batch was made from; the user list in
  * it must still be the one stored. */
 static int load_csv(struct worker_shared *sh, struct err *err)
@@ -804,8 +788,11 @@ static int shared_load(struct worker_shared *sh, struct state *st, const char *s
 	    parse_server(sh->cfg.target_url, &sh->target_host, &sh->target_port, &sh->target_tls,
 			 err) < 0)
 		return -1;
-	sh->source_addr = resolve_addr(&sh->cfg.resolve, sh->source_host);
-	sh->target_addr = resolve_addr(&sh->cfg.resolve, sh->target_host);
+	if (resolve_lookup((const char *const *)sh->cfg.resolve.items, sh->cfg.resolve.n,
+			   sh->source_host, &sh->source_addr, err) < 0 ||
+	    resolve_lookup((const char *const *)sh->cfg.resolve.items, sh->cfg.resolve.n,
+			   sh->target_host, &sh->target_addr, err) < 0)
+		return -1;
 	if (sh->cfg.source_admin &&
 	    read_admin_password(sh->cfg.source_password_file, "IMAPMIG_SOURCE_PASSWORD", "source",
 				sh->cfg.source_admin, &sh->source_admin_pw, err) < 0)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/endpoint.h"
 #include "engine/sync.h"
 #include "report/progress.h"
 #include "store/state.h"
@@ -93,23 +94,6 @@ static const struct option sync_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-#define MAX_LIST_ARGS 256
-
-struct strlist {
-	const char *items[MAX_LIST_ARGS];
-	size_t n;
-};
-
-static int strlist_add(struct strlist *l, const char *opt, const char *s)
-{
-	if (l->n == MAX_LIST_ARGS) {
-		fprintf(stderr, "imapmig: too many %s options (at most %d)\n", opt, MAX_LIST_ARGS);
-		return -1;
-	}
-	l->items[l->n++] = s;
-	return 0;
-}
-
 struct output {
 	bool json, verbose;
 	struct buf line;
@@ -129,21 +113,6 @@ static void say(struct output *out, const char *fmt, ...)
 		progress_note(out->progress, "%s", text);
 	else
 		fprintf(stderr, "%s\n", text);
-}
-
-static void trace_out(void *ctx, char dir, const uint8_t *data, size_t len)
-{
-	const char *who = ctx;
-	/* one prefix per line */
-	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i == len || data[i] == '\n') {
-			if (i > start || i < len)
-				fprintf(stderr, "%s %c %.*s\n", who, dir, (int)(i - start -
-					(i > start && data[i - 1] == '\r')), (const char *)data + start);
-			start = i + 1;
-		}
-	}
 }
 
 static const char *event_name(enum sync_event_type t)
@@ -301,66 +270,6 @@ static void summary(struct output *out, const struct sync_stats *s, double secs,
 	       s->folders_failed ? ", some folders failed (see above)" : "");
 }
 
-struct endpoint {
-	struct imap_url url;
-	char *password;
-	char *key;
-};
-
-static int resolve_for(const struct strlist *resolves, const char *host, char **addr_r,
-		       struct err *err)
-{
-	*addr_r = NULL;
-	for (size_t i = 0; i < resolves->n; i++) {
-		const char *r = resolves->items[i];
-		const char *colon = strchr(r, ':');
-		if (!colon || colon == r || !colon[1])
-			return err_set(err, ERR_CONFIG, "--resolve '%s': expected HOST:ADDR", r);
-		if ((size_t)(colon - r) == strlen(host) && strncasecmp(r, host, strlen(host)) == 0) {
-			const char *addr = colon + 1;
-			size_t len = strlen(addr);
-			if (addr[0] == '[' && len > 2 && addr[len - 1] == ']')
-				*addr_r = xstrndup(addr + 1, len - 2);
-			else
-				*addr_r = xstrdup(addr);
-		}
-	}
-	return 0;
-}
-
-static int endpoint_setup(struct endpoint *ep, const char *text, enum side side,
-			  const char *pwfile, const char *admin, struct err *err)
-{
-	if (imap_url_parse(text, &ep->url, err) < 0)
-		return -1;
-	if (!ep->url.user) {
-		err_set(err, ERR_CONFIG, "%s URL '%s' names no user", side_name(side), text);
-		err_hint(err, "write it as imaps://USER@HOST");
-		return -1;
-	}
-	char prompt[512];
-	snprintf(prompt, sizeof(prompt), "Password for %s%s%s on %s (%s): ",
-		 admin ? admin : ep->url.user, admin ? " acting for " : "",
-		 admin ? ep->url.user : "", ep->url.host, side_name(side));
-	ep->password = secret_get(pwfile,
-				  side == SIDE_SOURCE ? "IMAPMIG_SOURCE_PASSWORD"
-						      : "IMAPMIG_TARGET_PASSWORD",
-				  prompt, err);
-	if (!ep->password) {
-		err_where(err, side, ep->url.host, ep->url.user, NULL);
-		return -1;
-	}
-	ep->key = imap_url_key(&ep->url);
-	return 0;
-}
-
-static void endpoint_release(struct endpoint *ep)
-{
-	secret_free(&ep->password);
-	free(ep->key);
-	imap_url_release(&ep->url);
-}
-
 int cmd_sync(int argc, char **argv)
 {
 	const char *pwfile[2] = { NULL, NULL }, *admin[2] = { NULL, NULL };
@@ -454,13 +363,12 @@ int cmd_sync(int argc, char **argv)
 	struct endpoint src = { 0 }, tgt = { 0 };
 	struct state *st = NULL;
 	char *default_state = NULL;
-	char *addr[2] = { NULL, NULL };
 	int status = EXIT_USAGE;
 
-	if (endpoint_setup(&src, argv[optind], SIDE_SOURCE, pwfile[0], admin[0], &err) < 0 ||
-	    endpoint_setup(&tgt, argv[optind + 1], SIDE_TARGET, pwfile[1], admin[1], &err) < 0 ||
-	    resolve_for(&resolves, src.url.host, &addr[0], &err) < 0 ||
-	    resolve_for(&resolves, tgt.url.host, &addr[1], &err) < 0) {
+	if (endpoint_setup(&src, argv[optind], SIDE_SOURCE, pwfile[0], admin[0], &resolves,
+			   &err) < 0 ||
+	    endpoint_setup(&tgt, argv[optind + 1], SIDE_TARGET, pwfile[1], admin[1], &resolves,
+			   &err) < 0) {
 		cli_error(&err);
 		goto out;
 	}
@@ -491,18 +399,18 @@ int cmd_sync(int argc, char **argv)
 		.source = {
 			.side = SIDE_SOURCE, .host = src.url.host, .port = src.url.port,
 			.implicit_tls = src.url.tls, .allow_plaintext = allow_plain,
-			.insecure = insecure, .ca_file = ca_file, .connect_addr = addr[0],
+			.insecure = insecure, .ca_file = ca_file, .connect_addr = src.addr,
 			.timeout_ms = (int)timeout_s * 1000, .user = src.url.user,
 			.password = src.password, .admin = admin[0], .admin_mode = admin_mode,
-			.trace = debug ? trace_out : NULL, .trace_ctx = (void *)"source",
+			.trace = debug ? cli_trace : NULL, .trace_ctx = (void *)"source",
 		},
 		.target = {
 			.side = SIDE_TARGET, .host = tgt.url.host, .port = tgt.url.port,
 			.implicit_tls = tgt.url.tls, .allow_plaintext = allow_plain,
-			.insecure = insecure, .ca_file = ca_file, .connect_addr = addr[1],
+			.insecure = insecure, .ca_file = ca_file, .connect_addr = tgt.addr,
 			.timeout_ms = (int)timeout_s * 1000, .user = tgt.url.user,
 			.password = tgt.password, .admin = admin[1], .admin_mode = admin_mode,
-			.trace = debug ? trace_out : NULL, .trace_ctx = (void *)"target",
+			.trace = debug ? cli_trace : NULL, .trace_ctx = (void *)"target",
 		},
 		.source_key = src.key,
 		.target_key = tgt.key,
@@ -572,8 +480,6 @@ int cmd_sync(int argc, char **argv)
 out:
 	state_close(&st);
 	free(default_state);
-	free(addr[0]);
-	free(addr[1]);
 	endpoint_release(&src);
 	endpoint_release(&tgt);
 	buf_release(&out.line);

@@ -8,6 +8,7 @@
 
 #include "batch/batch.h"
 #include "cli/cli.h"
+#include "cli/endpoint.h"
 #include "store/state.h"
 #include "engine/verify.h"
 #include "util/buf.h"
@@ -108,23 +109,7 @@ static const struct option verify_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-#define MAX_LIST_ARGS 256
 #define MAX_DETAILS_LIMIT 100000
-
-struct strlist {
-	const char *items[MAX_LIST_ARGS];
-	size_t n;
-};
-
-static int strlist_add(struct strlist *l, const char *opt, const char *s)
-{
-	if (l->n == MAX_LIST_ARGS) {
-		fprintf(stderr, "imapmig: too many %s options (at most %d)\n", opt, MAX_LIST_ARGS);
-		return -1;
-	}
-	l->items[l->n++] = s;
-	return 0;
-}
 
 /* ---------- output ---------- */
 
@@ -132,23 +117,6 @@ struct output {
 	bool json, verbose;
 	struct buf line;
 };
-
-static void trace_out(void *ctx, char dir, const uint8_t *data, size_t len)
-{
-	const char *who = ctx;
-	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && data[i] != '\n')
-			continue;
-		size_t end = i;
-		if (end > start && data[end - 1] == '\r')
-			end--;
-		if (end > start || i < len)
-			fprintf(stderr, "%s %c %.*s\n", who, dir, (int)(end - start),
-			        (const char *)data + start);
-		start = i + 1;
-	}
-}
 
 static const char *event_name(enum verify_event_type t)
 {
@@ -394,71 +362,6 @@ static void summary(struct output *out, const struct verify_stats *s, double sec
 	       fatal ? " -- INCOMPLETE, stopped early" : "");
 }
 
-/* ---------- endpoints ---------- */
-
-struct endpoint {
-	struct imap_url url;
-	char *password;
-	char *addr; /* from --resolve, or NULL */
-};
-
-static int resolve_for(const struct strlist *resolves, const char *host, char **addr_r,
-                       struct err *err)
-{
-	*addr_r = NULL;
-	for (size_t i = 0; i < resolves->n; i++) {
-		const char *r = resolves->items[i];
-		const char *colon = strchr(r, ':');
-		if (!colon || colon == r || !colon[1])
-			return err_set(err, ERR_CONFIG, "--resolve '%s': expected HOST:ADDR", r);
-		size_t hl = strlen(host);
-		if ((size_t)(colon - r) != hl || strncasecmp(r, host, hl) != 0)
-			continue;
-		const char *addr = colon + 1;
-		size_t len = strlen(addr);
-		free(*addr_r);
-		if (addr[0] == '[' && len > 2 && addr[len - 1] == ']')
-			*addr_r = xstrndup(addr + 1, len - 2);
-		else
-			*addr_r = xstrdup(addr);
-	}
-	return 0;
-}
-
-static int endpoint_setup(struct endpoint *ep, const char *text, enum side side, const char *pwfile,
-                          const char *admin, const struct strlist *resolves, struct err *err)
-{
-	if (imap_url_parse(text, &ep->url, err) < 0)
-		return -1;
-	if (!ep->url.user) {
-		err_set(err, ERR_CONFIG, "%s URL '%s' names no user", side_name(side), text);
-		err_hint(err, "write it as imaps://USER@HOST");
-		return -1;
-	}
-	if (resolve_for(resolves, ep->url.host, &ep->addr, err) < 0)
-		return -1;
-	char prompt[512];
-	snprintf(prompt, sizeof(prompt),
-	         "Password for %s%s%s on %s (%s): ", admin ? admin : ep->url.user,
-	         admin ? " acting for " : "", admin ? ep->url.user : "", ep->url.host,
-	         side_name(side));
-	ep->password = secret_get(
-	    pwfile, side == SIDE_SOURCE ? "IMAPMIG_SOURCE_PASSWORD" : "IMAPMIG_TARGET_PASSWORD",
-	    prompt, err);
-	if (!ep->password) {
-		err_where(err, side, ep->url.host, ep->url.user, NULL);
-		return -1;
-	}
-	return 0;
-}
-
-static void endpoint_release(struct endpoint *ep)
-{
-	secret_free(&ep->password);
-	free(ep->addr);
-	imap_url_release(&ep->url);
-}
-
 /* ---------- the command ---------- */
 
 struct verify_args {
@@ -608,7 +511,7 @@ static void client_opts(struct imap_client_opts *co, enum side side, const struc
 	    .password = ep->password,
 	    .admin = a->admin[i],
 	    .admin_mode = a->admin_mode,
-	    .trace = a->debug ? trace_out : NULL,
+	    .trace = a->debug ? cli_trace : NULL,
 	    .trace_ctx = (void *)(side == SIDE_SOURCE ? "source" : "target"),
 	};
 }
@@ -649,7 +552,7 @@ static int verify_batch_user(void *ctx, const struct batch_user_view *u, struct 
 	    .event_ctx = out,
 	};
 	if (bv->a->debug) {
-		o.source.trace = o.target.trace = trace_out;
+		o.source.trace = o.target.trace = cli_trace;
 		o.source.trace_ctx = (void *)"source";
 		o.target.trace_ctx = (void *)"target";
 	}

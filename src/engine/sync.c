@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "engine/fingerprint.h"
+#include "engine/mailbox_list.h"
 #include "util/buf.h"
 #include "util/mem.h"
 
@@ -1212,35 +1213,6 @@ out:
 
 /* ---------- folders ---------- */
 
-struct list_into {
-	struct folder_list *list;
-};
-
-static int list_cb(void *ctx, const struct imap_mailbox *mb, struct err *err)
-{
-	struct folder_list *l = ctx;
-	(void)err;
-	unsigned attrs = 0;
-	char *copy = xstrdup(mb->attrs);
-	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
-		attrs |= folder_attr_from_name(w);
-	free(copy);
-	if (!l->delim && mb->delim)
-		l->delim = mb->delim;
-	folder_list_add(l, mb->name, attrs);
-	return 0;
-}
-
-static int list_side(struct imap_client *c, struct folder_list *l, struct err *err)
-{
-	char *prefix = NULL;
-	char delim = '\0';
-	if (imap_client_namespace(c, &prefix, &delim, err) < 0)
-		return -1;
-	folder_list_init(l, delim, prefix);
-	free(prefix);
-	return imap_client_list(c, list_cb, l, err);
-}
 
 static void connected(struct sync_run *run, enum side side, const struct imap_client_opts *o)
 {
@@ -1299,7 +1271,7 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 	stats_r->connected = true;
 	if (state_pair_get(o->state, o->source_key, o->target_key, &run.pair_id, err) < 0)
 		goto out;
-	if (list_side(run.src, &sl, err) < 0 || list_side(run.tgt, &tl, err) < 0)
+	if (mailbox_list_read(run.src, &sl, err) < 0 || mailbox_list_read(run.tgt, &tl, err) < 0)
 		goto out;
 	if (folder_plan_build(&sl, &tl, &o->rules, &plan, err) < 0)
 		goto out;

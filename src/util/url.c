@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/mem.h"
 
@@ -177,5 +178,31 @@ int size_parse(const char *text, uint64_t *size_r)
 	if (*end || n > UINT64_MAX / mult)
 		return -1;
 	*size_r = n * mult;
+	return 0;
+}
+
+int resolve_lookup(const char *const *rules, size_t n, const char *host, char **addr_r,
+		   struct err *err)
+{
+	*addr_r = NULL;
+	size_t hl = strlen(host);
+	for (size_t i = 0; i < n; i++) {
+		const char *r = rules[i];
+		const char *colon = strchr(r, ':');
+		if (!colon || colon == r || !colon[1]) {
+			free(*addr_r);
+			*addr_r = NULL;
+			return err_set(err, ERR_CONFIG, "--resolve '%s': expected HOST:ADDR", r);
+		}
+		if ((size_t)(colon - r) != hl || strncasecmp(r, host, hl) != 0)
+			continue;
+		const char *addr = colon + 1;
+		size_t len = strlen(addr);
+		free(*addr_r);
+		if (addr[0] == '[' && len > 2 && addr[len - 1] == ']')
+			*addr_r = xstrndup(addr + 1, len - 2);
+		else
+			*addr_r = xstrdup(addr);
+	}
 	return 0;
 }

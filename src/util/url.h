@@ -11,6 +11,7 @@
 #define IMAPMIG_UTIL_URL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/err.h"
@@ -29,6 +30,12 @@ void imap_url_release(struct imap_url *url);
 /* "imaps://alice@host:993": a stable key for the state database.  Caller
  * frees. */
 char *imap_url_key(const struct imap_url *url);
+
+/* --resolve HOST:ADDR rules: the address for host (the last matching rule
+ * wins; "[::1]" loses its brackets), NULL in *addr_r when none matches.
+ * A malformed rule is ERR_CONFIG.  Caller frees *addr_r. */
+int resolve_lookup(const char *const *rules, size_t n, const char *host, char **addr_r,
+		   struct err *err);
 
 /* "35M", "512K", "2G", "1000" (bytes); K/M/G are powers of 1024. */
 int size_parse(const char *text, uint64_t *size_r);

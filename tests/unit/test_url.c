@@ -89,6 +89,28 @@ static void test_sizes(void **state)
 	assert_int_equal(size_parse("99999999999999999999G", &n), -1);
 }
 
+static void test_resolve(void **state)
+{
+	(void)state;
+	const char *rules[] = { "old.example.org:10.0.0.1", "new.example.com:[::1]",
+				"OLD.example.org:10.0.0.2" };
+	char *addr = NULL;
+	struct err e;
+	assert_int_equal(resolve_lookup(rules, 3, "old.example.org", &addr, &e), 0);
+	assert_string_equal(addr, "10.0.0.2"); /* last match wins, names case-blind */
+	free(addr);
+	assert_int_equal(resolve_lookup(rules, 3, "new.example.com", &addr, &e), 0);
+	assert_string_equal(addr, "::1");
+	free(addr);
+	assert_int_equal(resolve_lookup(rules, 3, "other.example", &addr, &e), 0);
+	assert_null(addr);
+	const char *bad[] = { "nocolon" };
+	assert_int_equal(resolve_lookup(bad, 1, "x", &addr, &e), -1);
+	assert_int_equal(e.kind, ERR_CONFIG);
+	assert_non_null(strstr(e.what, "expected HOST:ADDR"));
+	assert_null(addr);
+}
+
 static void test_json_string(void **state)
 {
 	(void)state;
@@ -108,6 +130,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_and_encoding),
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_resolve),
 		cmocka_unit_test(test_json_string),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
