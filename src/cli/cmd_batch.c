@@ -576,6 +576,17 @@ static int cmd_create(struct batch_args *a)
 			create_usage);
 		return EXIT_USAGE;
 	}
+	if (a->cfg.notify.n && !a->cfg.smtp_url) {
+		fprintf(stderr, "imapmig batch create: --notify needs --smtp URL (the server that "
+				"sends the report, e.g. smtp://mail.example.com:587)\n");
+		return EXIT_USAGE;
+	}
+	if (a->cfg.smtp_url && strncmp(a->cfg.smtp_url, "smtp://", 7) &&
+	    strncmp(a->cfg.smtp_url, "smtps://", 8)) {
+		fprintf(stderr, "imapmig batch create: --smtp '%s': expected smtp://host[:port] or "
+				"smtps://host[:port]\n", a->cfg.smtp_url);
+		return EXIT_USAGE;
+	}
 	if (a->cfg.insecure)
 		fprintf(stderr, "imapmig: WARNING: --insecure: server certificates will NOT be "
 				"verified for this batch\n");
