@@ -85,6 +85,8 @@ char *batch_config_serialize(const struct batch_config *c)
 	put(&b, "jobs", num);
 	snprintf(num, sizeof(num), "%u", c->max_connections);
 	put(&b, "max-connections", num);
+	snprintf(num, sizeof(num), "%u", c->connections_per_user);
+	put(&b, "connections-per-user", num);
 	put_list(&b, "notify", &c->notify);
 	put(&b, "smtp", c->smtp_url);
 	put(&b, "smtp-password-file", c->smtp_password_file);
@@ -147,6 +149,7 @@ int batch_config_parse(const char *text, struct batch_config *c, struct err *err
 		else if (!strcmp(key, "max-items")) c->max_items = n;
 		else if (!strcmp(key, "jobs")) c->jobs = (unsigned)n;
 		else if (!strcmp(key, "max-connections")) c->max_connections = (unsigned)n;
+		else if (!strcmp(key, "connections-per-user")) c->connections_per_user = (unsigned)n;
 		else if (!strcmp(key, "notify")) strvec_push(&c->notify, v);
 		else if (!strcmp(key, "smtp")) set_str(&c->smtp_url, v), v = NULL;
 		else if (!strcmp(key, "smtp-password-file")) set_str(&c->smtp_password_file, v), v = NULL;
@@ -552,6 +555,7 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 		.stop_ctx = w,
 		.max_message_size = c->max_message_size,
 		.max_items = c->max_items,
+		.connections = c->connections_per_user,
 	};
 	char *skey, *tkey;
 	fill_user_opts(sh, u, &so.source, &so.target, &so.rules, &skey, &tkey);
@@ -885,8 +889,10 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		goto out;
 
 	unsigned jobs = sh.cfg.jobs ? sh.cfg.jobs : 4;
-	if (sh.cfg.max_connections && jobs > sh.cfg.max_connections)
-		jobs = sh.cfg.max_connections;
+	/* each user holds connections_per_user connections on each server */
+	unsigned per_user = sh.cfg.connections_per_user ? sh.cfg.connections_per_user : 1;
+	if (sh.cfg.max_connections && jobs * per_user > sh.cfg.max_connections)
+		jobs = sh.cfg.max_connections / per_user ? sh.cfg.max_connections / per_user : 1;
 	if (jobs > sh.n_queue)
 		jobs = (unsigned)sh.n_queue;
 	struct worker *workers = xcalloc(jobs + 1, sizeof(*workers));

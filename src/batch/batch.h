@@ -48,6 +48,7 @@ struct batch_config {
 	struct strvec include, exclude, folder_map;
 	uint64_t max_message_size, max_items;
 	unsigned jobs, max_connections;
+	unsigned connections_per_user; /* 0 = 1 */
 	time_t start_after;
 	struct strvec notify;
 	char *smtp_url, *smtp_password_file, *smtp_from;

@@ -44,6 +44,8 @@ static const char sync_usage[] =
 	"                             connection (default 3)\n"
 	"  --no-multiappend           one APPEND per message even where the target\n"
 	"                             offers MULTIAPPEND (many messages per transaction)\n"
+	"  --connections-per-user N   copy N folders at once over N connection pairs\n"
+	"                             (default 1)\n"
 	"What to copy:\n"
 	"  --include GLOB             only folders matching (repeatable; '/' between levels)\n"
 	"  --exclude GLOB             never folders matching (repeatable)\n"
@@ -65,7 +67,7 @@ enum {
 	OPT_SRC_PWFILE = 256, OPT_TGT_PWFILE, OPT_SRC_ADMIN, OPT_TGT_ADMIN, OPT_ADMIN_STYLE,
 	OPT_CA_FILE, OPT_RESOLVE, OPT_ALLOW_PLAIN, OPT_INSECURE, OPT_TIMEOUT, OPT_RETRIES,
 	OPT_INCLUDE, OPT_EXCLUDE, OPT_FOLDER_MAP, OPT_MAX_SIZE, OPT_STATE, OPT_DRY_RUN,
-	OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP, OPT_NO_MULTIAPPEND,
+	OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP, OPT_NO_MULTIAPPEND, OPT_CONNECTIONS,
 };
 
 static const struct option sync_options[] = {
@@ -91,6 +93,7 @@ static const struct option sync_options[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "no-multiappend", no_argument, NULL, OPT_NO_MULTIAPPEND },
+	{ "connections-per-user", required_argument, NULL, OPT_CONNECTIONS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -277,6 +280,7 @@ int cmd_sync(int argc, char **argv)
 	struct strlist includes = { 0 }, excludes = { 0 }, maps = { 0 }, resolves = { 0 };
 	bool allow_plain = false, insecure = false, dry_run = false, debug = false;
 	bool no_multiappend = false;
+	long connections = 1;
 	enum imap_admin_mode admin_mode = IMAP_ADMIN_AUTHZID;
 	long timeout_s = 60, retries = 3;
 	uint64_t max_size = 0;
@@ -348,6 +352,14 @@ int cmd_sync(int argc, char **argv)
 		case OPT_DEBUG: debug = out.verbose = true; break;
 		case OPT_JSON: out.json = true; break;
 		case OPT_NO_MULTIAPPEND: no_multiappend = true; break;
+		case OPT_CONNECTIONS:
+			connections = strtol(optarg, &end, 10);
+			if (*end || connections < 1 || connections > 32) {
+				fprintf(stderr, "imapmig: --connections-per-user wants a number from 1 "
+						"to 32\n");
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 		case OPT_HELP: fputs(sync_usage, stdout); return EXIT_OK;
 		default: fputs(sync_usage, stderr); return EXIT_USAGE;
@@ -421,6 +433,7 @@ int cmd_sync(int argc, char **argv)
 		},
 		.max_message_size = max_size,
 		.no_multiappend = no_multiappend,
+		.connections = (unsigned)connections,
 		.dry_run = dry_run,
 		.state = st,
 		.event = on_event,

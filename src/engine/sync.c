@@ -20,6 +20,7 @@
  */
 #include "engine/sync.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ struct folder_run {
 	/* body streaming */
 	struct copy_item *cur;
 	bool cur_discard;
+	uint64_t handled_msgs, handled_bytes; /* of this folder, for progress */
 	bool multi;                  /* this round uses MULTIAPPEND */
 	struct append_group *groups; /* one per body FETCH of the round */
 	size_t n_groups;
@@ -93,29 +95,49 @@ struct folder_size {
 	bool known; /* the server answered STATUS for it */
 };
 
-struct sync_run {
-	const struct sync_opts *o;
-	struct sync_stats *stats;
-	struct imap_client *src, *tgt;
-	int64_t pair_id;
-	struct err *err;
-	struct folder_size *sizes;
-	size_t n_sizes;
+/* What the connections working on one mailbox share (one per pass).
+ * Everything here is read or written under lock. */
+struct sync_shared {
+	pthread_mutex_t lock;
 	/* progress of this pass: messages handled (copied, found, skipped,
 	 * failed, or unchanged) and octets (counted as bodies stream, so a
 	 * big message shows progress while it moves) */
 	uint64_t handled_msgs, handled_bytes;
 	uint64_t bytes_at_last_event;
 	unsigned long steps; /* durable steps so far (see step()) */
-	bool no_multi;       /* a MULTIAPPEND was refused: one message per APPEND */
+	/* folders for the workers */
+	const struct folder_plan_entry **todo;
+	size_t n_todo, next;
+	bool stop;        /* a fatal error somewhere: everyone stops */
+	bool has_fatal;
+	struct err fatal;
+};
+
+/* One connection pair's view of a pass (the caller's, or a worker
+ * thread's with its own connections and state handle). */
+struct sync_run {
+	const struct sync_opts *o;
+	struct sync_shared *sh;
+	struct sync_stats *stats;
+	struct imap_client *src, *tgt;
+	struct state *st;
+	int64_t pair_id;
+	struct err *err;
+	struct folder_size *sizes; /* read-only once the workers start */
+	size_t n_sizes;
+	bool no_multi; /* a MULTIAPPEND was refused: one message per APPEND */
 };
 
 /* ---------- events ---------- */
 
 static void emit(struct sync_run *run, const struct sync_event *ev)
 {
-	if (run->o->event)
-		run->o->event(run->o->event_ctx, ev);
+	if (!run->o->event)
+		return;
+	/* the caller's callback need not be thread-safe */
+	pthread_mutex_lock(&run->sh->lock);
+	run->o->event(run->o->event_ctx, ev);
+	pthread_mutex_unlock(&run->sh->lock);
 }
 
 /* A durable step happened (a commit, an APPEND sent whole).  Tests set
@@ -123,38 +145,60 @@ static void emit(struct sync_run *run, const struct sync_event *ev)
  * run ends with every message exactly once (isync's approach). */
 static void step(struct sync_run *run)
 {
-	if (run->o->crash_after && ++run->steps == run->o->crash_after)
+	if (!run->o->crash_after)
+		return;
+	pthread_mutex_lock(&run->sh->lock);
+	bool die_now = ++run->sh->steps == run->o->crash_after;
+	pthread_mutex_unlock(&run->sh->lock);
+	if (die_now)
 		_exit(99);
 }
 
 static int commit(struct sync_run *run, struct err *err)
 {
-	if (state_commit(run->o->state, err) < 0)
+	if (state_commit(run->st, err) < 0)
 		return -1;
 	step(run);
 	return 0;
 }
 
-static void progress(struct sync_run *run, const char *folder)
+/* Count msgs/bytes as handled in this pass; tell the caller when a
+ * message completes, or every MiB of a body in flight. */
+static void count_handled(struct sync_run *run, const char *folder, uint64_t msgs,
+			  uint64_t bytes)
 {
+	struct sync_shared *sh = run->sh;
+	pthread_mutex_lock(&sh->lock);
+	sh->handled_msgs += msgs;
+	sh->handled_bytes += bytes;
+	bool tell = msgs > 0 || sh->handled_bytes - sh->bytes_at_last_event >= (1u << 20);
+	if (tell)
+		sh->bytes_at_last_event = sh->handled_bytes;
 	struct sync_event ev = {
 		.type = SYNC_EV_PROGRESS,
 		.folder = folder,
-		.count = run->handled_msgs,
-		.bytes = run->handled_bytes,
+		.count = sh->handled_msgs,
+		.bytes = sh->handled_bytes,
 	};
-	emit(run, &ev);
+	if (tell && run->o->event)
+		run->o->event(run->o->event_ctx, &ev);
+	pthread_mutex_unlock(&sh->lock);
 }
 
 static void handled(struct sync_run *run, const char *folder, uint64_t size)
 {
-	run->handled_msgs++;
-	run->handled_bytes += size;
-	progress(run, folder);
+	count_handled(run, folder, 1, size);
 }
 
 static bool stop_requested(struct sync_run *run, struct err *err)
 {
+	pthread_mutex_lock(&run->sh->lock);
+	bool other_failed = run->sh->stop;
+	pthread_mutex_unlock(&run->sh->lock);
+	if (other_failed) {
+		err_set(err, ERR_STOPPED, "stopped: another connection of this mailbox failed");
+		return true;
+	}
 	if (!run->o->should_stop || !run->o->should_stop(run->o->stop_ctx))
 		return false;
 	err_set(err, ERR_STOPPED, "stopped on request");
@@ -267,7 +311,7 @@ static int forget_folder_state(struct folder_run *fr, const char *why, struct er
 {
 	struct sync_run *run = fr->run;
 	warn(run, fr->entry->source_name, "%s; matching messages by fingerprint", why);
-	if (state_folder_forget_messages(run->o->state, fr->f.id, err) < 0)
+	if (state_folder_forget_messages(run->st, fr->f.id, err) < 0)
 		return -1;
 	fr->f.src_uidnext = 0;
 	fr->f.src_modseq = 0;
@@ -286,13 +330,13 @@ static int tfp_message(void *ctx, const struct imap_fetch_msg *m, struct err *er
 	char fp[STATE_FP_LEN + 1];
 	fingerprint_compute(m->headers, m->headers_len, m->size, fp);
 	tl->n++;
-	return state_tfp_add(tl->fr->run->o->state, tl->fr->f.id, fp, m->uid, err);
+	return state_tfp_add(tl->fr->run->st, tl->fr->f.id, fp, m->uid, err);
 }
 
 static int load_target_fingerprints(struct folder_run *fr, bool all, struct err *err)
 {
 	struct sync_run *run = fr->run;
-	struct state *st = run->o->state;
+	struct state *st = run->st;
 	struct tfp_load tl = { fr, 0 };
 	struct imap_fetch_handler h = { .message = tfp_message, .ctx = &tl };
 
@@ -346,7 +390,7 @@ static int collect_pending(void *ctx, const struct state_msg *m, struct err *err
 
 static int resolve_pending(struct folder_run *fr, uint32_t *lowest_r, struct err *err)
 {
-	struct state *st = fr->run->o->state;
+	struct state *st = fr->run->st;
 	struct pending_list pl = { 0 };
 	int r = -1;
 	*lowest_r = 0;
@@ -423,7 +467,7 @@ static int apply_flag_change(struct folder_run *fr, const struct state_msg *row,
 	if (r == 0 && del.len && imap_client_store_send(run->tgt, uid, '-', buf_cstr(&del), err) < 0)
 		r = -1;
 	if (r == 0)
-		r = state_msg_set_flags(run->o->state, fr->f.id, row->src_uid, buf_cstr(&want), err);
+		r = state_msg_set_flags(run->st, fr->f.id, row->src_uid, buf_cstr(&want), err);
 	if (r == 0)
 		run->stats->flags_updated++;
 out:
@@ -439,7 +483,7 @@ static int flags_message(void *ctx, const struct imap_fetch_msg *m, struct err *
 {
 	struct folder_run *fr = ctx;
 	struct state_msg row;
-	int found = state_msg_get(fr->run->o->state, fr->f.id, m->uid, &row, err);
+	int found = state_msg_get(fr->run->st, fr->f.id, m->uid, &row, err);
 	if (found <= 0 || row.status != MSG_DONE)
 		return found < 0 ? -1 : 0;
 	/* row's strings live until the next state call: copy what we use */
@@ -462,11 +506,11 @@ static int sync_flags(struct folder_run *fr, struct err *err)
 	if (fr->sinfo.highestmodseq && fr->f.src_modseq && !fr->matching)
 		since = fr->f.src_modseq;
 	struct imap_fetch_handler h = { .message = flags_message, .ctx = fr };
-	if (state_begin(run->o->state, err) < 0)
+	if (state_begin(run->st, err) < 0)
 		return -1;
 	if (imap_client_fetch_send(run->src, set, IMAP_FETCH_FLAGS, NULL, since, &h, err) < 0 ||
 	    imap_client_wait_all(run->src, err) < 0 || imap_client_wait_all(run->tgt, err) < 0) {
-		state_rollback(run->o->state);
+		state_rollback(run->st);
 		return -1;
 	}
 	return commit(run, err);
@@ -504,7 +548,7 @@ static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err 
 {
 	struct folder_run *fr = ctx;
 	struct sync_run *run = fr->run;
-	struct state *st = run->o->state;
+	struct state *st = run->st;
 	struct state_msg row;
 
 	int found = state_msg_get(st, fr->f.id, m->uid, &row, err);
@@ -533,6 +577,8 @@ static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err 
 			 (unsigned long long)m->size, (unsigned long long)run->o->max_message_size);
 		skip_event(fr, SYNC_EV_MESSAGE_SKIPPED, m, buf_cstr(&subject), why);
 		run->stats->msgs_skipped++;
+		fr->handled_msgs++;
+		fr->handled_bytes += m->size;
 		handled(run, fr->entry->source_name, m->size);
 		if (!run->o->dry_run) {
 			struct state_msg s = { .src_uid = m->uid, .size = m->size,
@@ -552,6 +598,8 @@ static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err 
 		if (c == 1) {
 			/* Someone (maybe an earlier pass) already put it there. */
 			run->stats->msgs_existing++;
+			fr->handled_msgs++;
+			fr->handled_bytes += m->size;
 			handled(run, fr->entry->source_name, m->size);
 			struct state_msg s = { .src_uid = m->uid, .size = m->size, .tgt_uid = tuid,
 					       .status = MSG_DONE, .flags = "", .reason = "" };
@@ -609,8 +657,8 @@ static void append_done(void *ctx, const struct imap_append_result *res, const s
 	if (e)
 		it->err = *e;
 	/* its octets were counted while they streamed */
-	it->fr->run->handled_msgs++;
-	progress(it->fr->run, it->fr->entry->source_name);
+	it->fr->handled_msgs++;
+	count_handled(it->fr->run, it->fr->entry->source_name, 1, 0);
 }
 
 /* Next UID of an APPENDUID uid set, in order: "3955:3957,3960" gives
@@ -661,9 +709,9 @@ static void group_done(void *ctx, const struct imap_append_result *res, const st
 		it->tgt_uid = res->ok ? uidset_next(&pos, &next, &last) : 0;
 		if (e)
 			it->err = *e;
-		g->fr->run->handled_msgs++;
 	}
-	progress(g->fr->run, g->fr->entry->source_name);
+	g->fr->handled_msgs += g->n;
+	count_handled(g->fr->run, g->fr->entry->source_name, g->n, 0);
 }
 
 static int finish_group(struct folder_run *fr, struct err *err)
@@ -738,11 +786,8 @@ static int body_data(void *ctx, const uint8_t *data, size_t len, struct err *err
 	if (fr->cur_discard)
 		return 0;
 	struct sync_run *run = fr->run;
-	run->handled_bytes += len;
-	if (run->handled_bytes - run->bytes_at_last_event >= (1u << 20)) {
-		run->bytes_at_last_event = run->handled_bytes;
-		progress(run, fr->entry->source_name);
-	}
+	fr->handled_bytes += len;
+	count_handled(run, fr->entry->source_name, 0, len);
 	return imap_client_append_data(run->tgt, data, len, err);
 }
 
@@ -839,7 +884,7 @@ static int transfer_round(struct folder_run *fr, bool multi, struct err *err)
 static int transfer_window(struct folder_run *fr, struct err *err)
 {
 	struct sync_run *run = fr->run;
-	struct state *st = run->o->state;
+	struct state *st = run->st;
 
 	/* 1. intents, durable before any APPEND is sent */
 	if (state_begin(st, err) < 0)
@@ -969,12 +1014,12 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 		items_free(fr);
 		if (stop_requested(run, err))
 			return -1;
-		if (state_begin(run->o->state, err) < 0)
+		if (state_begin(run->st, err) < 0)
 			return -1;
 		if (imap_client_fetch_send(run->src, set, meta, FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
 		    imap_client_wait_all(run->src, err) < 0 ||
 		    imap_client_wait_all(run->tgt, err) < 0) {
-			state_rollback(run->o->state);
+			state_rollback(run->st);
 			return -1;
 		}
 		if (commit(run, err) < 0)
@@ -1002,7 +1047,7 @@ static int copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 			break;
 		if (!run->o->dry_run) {
 			fr->f.src_uidnext = (uint32_t)(hi + 1);
-			if (state_folder_update(run->o->state, &fr->f, err) < 0 || (step(run), 0))
+			if (state_folder_update(run->st, &fr->f, err) < 0 || (step(run), 0))
 				return -1;
 		}
 	}
@@ -1074,9 +1119,8 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	struct folder_run fr = { .run = run, .entry = e };
 	buf_init(&fr.dropped_keywords, 4096);
 	int r = -1;
-	uint64_t msgs_before = run->handled_msgs, bytes_before = run->handled_bytes;
 
-	if (state_folder_get(o->state, run->pair_id, e->source_name, e->target_name, &fr.f,
+	if (state_folder_get(run->st, run->pair_id, e->source_name, e->target_name, &fr.f,
 			     err) < 0)
 		goto out;
 	/* The preflight STATUS already says whether anything changed since
@@ -1086,7 +1130,7 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	    pre->st.uidnext && pre->st.uidnext == fr.f.src_uidnext && pre->st.highestmodseq &&
 	    pre->st.highestmodseq == fr.f.src_modseq) {
 		struct state_counts c0;
-		if (state_msg_counts(o->state, fr.f.id, &c0, err) < 0)
+		if (state_msg_counts(run->st, fr.f.id, &c0, err) < 0)
 			goto out;
 		if (!c0.pending && !c0.failed) {
 			r = 0;
@@ -1100,12 +1144,12 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 	emit(run, &start);
 
 	struct state_counts counts;
-	if (state_msg_counts(o->state, fr.f.id, &counts, err) < 0)
+	if (state_msg_counts(run->st, fr.f.id, &counts, err) < 0)
 		goto out;
 	bool need_match = fr.f.src_uidvalidity == 0 || counts.pending > 0;
 	uint32_t lowest_failed = 0;
 	if (counts.failed &&
-	    state_msg_lowest(o->state, fr.f.id, MSG_FAILED, &lowest_failed, err) < 0)
+	    state_msg_lowest(run->st, fr.f.id, MSG_FAILED, &lowest_failed, err) < 0)
 		goto out;
 	if (fr.f.src_uidvalidity && fr.f.src_uidvalidity != fr.sinfo.uidvalidity) {
 		if (forget_folder_state(&fr, "the source folder's UIDVALIDITY changed", err) < 0)
@@ -1177,9 +1221,9 @@ static int sync_folder(struct sync_run *run, const struct folder_plan_entry *e, 
 			fr.f.src_uidnext = fr.sinfo.uidnext;
 		fr.f.src_modseq = fr.sinfo.highestmodseq;
 		fr.f.tgt_uidvalidity = fr.tinfo.uidvalidity;
-		if (state_folder_update(o->state, &fr.f, err) < 0 || (step(run), 0))
+		if (state_folder_update(run->st, &fr.f, err) < 0 || (step(run), 0))
 			goto out;
-		if (fr.matching && state_tfp_clear(o->state, fr.f.id, err) < 0)
+		if (fr.matching && state_tfp_clear(run->st, fr.f.id, err) < 0)
 			goto out;
 	}
 	r = 0;
@@ -1187,12 +1231,9 @@ done:;
 	/* Everything in the folder is accounted for now, unchanged messages
 	 * included, so the pass's progress reaches its total. */
 	const struct folder_size *fs = folder_size_find(run, e->source_name);
-	if (fs && run->handled_msgs < msgs_before + fs->messages) {
-		run->handled_msgs = msgs_before + fs->messages;
-		if (run->handled_bytes < bytes_before + fs->bytes)
-			run->handled_bytes = bytes_before + fs->bytes;
-		progress(run, e->source_name);
-	}
+	if (fs && fr.handled_msgs < fs->messages)
+		count_handled(run, e->source_name, fs->messages - fr.handled_msgs,
+			      fs->bytes > fr.handled_bytes ? fs->bytes - fr.handled_bytes : 0);
 	struct sync_event done = { .type = SYNC_EV_FOLDER_DONE, .folder = e->source_name,
 				   .target_folder = e->target_name, .count = fr.copied };
 	emit(run, &done);
@@ -1244,7 +1285,7 @@ static void report_vanished(struct sync_run *run, const struct folder_list *sour
 	struct vanished_ctx vc = { run, source };
 	struct err ignore;
 	(void)err;
-	state_folder_names(run->o->state, run->pair_id, vanished_cb, &vc, &ignore);
+	state_folder_names(run->st, run->pair_id, vanished_cb, &vc, &ignore);
 }
 
 static bool fatal_kind(enum err_kind k)
@@ -1252,11 +1293,94 @@ static bool fatal_kind(enum err_kind k)
 	return k == ERR_ACCOUNT || k == ERR_TRANSIENT || k == ERR_CONFIG || k == ERR_INTERNAL;
 }
 
+/* Take folders off the shared list until it is empty or someone failed
+ * for good. */
+static void sync_folders(struct sync_run *run)
+{
+	struct sync_shared *sh = run->sh;
+	for (;;) {
+		pthread_mutex_lock(&sh->lock);
+		const struct folder_plan_entry *e =
+			!sh->stop && sh->next < sh->n_todo ? sh->todo[sh->next++] : NULL;
+		pthread_mutex_unlock(&sh->lock);
+		if (!e)
+			return;
+		struct err ferr;
+		err_clear(&ferr);
+		if (sync_folder(run, e, &ferr) == 0)
+			continue;
+		if (imap_client_is_dead(run->src) || imap_client_is_dead(run->tgt) ||
+		    ferr.kind == ERR_INTERNAL || ferr.kind == ERR_ACCOUNT ||
+		    ferr.kind == ERR_STOPPED) {
+			pthread_mutex_lock(&sh->lock);
+			if (!sh->has_fatal) {
+				sh->fatal = ferr;
+				sh->has_fatal = true;
+			}
+			sh->stop = true;
+			pthread_mutex_unlock(&sh->lock);
+			return;
+		}
+		char text[1200];
+		warn(run, e->source_name, "%s", err_format(&ferr, text, sizeof(text)));
+		run->stats->folders_failed++;
+	}
+}
+
+/* An extra connection pair for --connections-per-user: its own clients
+ * and state handle, the shared folder list. */
+struct folder_worker {
+	struct sync_run run;
+	struct sync_stats stats;
+	pthread_t thread;
+};
+
+static void *folder_worker_main(void *arg)
+{
+	struct folder_worker *w = arg;
+	struct sync_run *run = &w->run;
+	const struct sync_opts *o = run->o;
+	struct err e;
+	err_clear(&e);
+	run->src = imap_client_connect(&o->source, &e);
+	if (run->src)
+		run->tgt = imap_client_connect(&o->target, &e);
+	if (run->tgt)
+		run->st = state_open(state_path(o->state), &e);
+	if (run->st) {
+		sync_folders(run);
+	} else {
+		/* fewer connections is not fatal: the others do the work */
+		char text[1200];
+		warn(run, NULL, "an extra connection could not be opened: %s",
+		     err_format(&e, text, sizeof(text)));
+	}
+	state_close(&run->st);
+	imap_client_logout(&run->src);
+	imap_client_logout(&run->tgt);
+	return NULL;
+}
+
+static void stats_add(struct sync_stats *t, const struct sync_stats *s)
+{
+	t->folders_failed += s->folders_failed;
+	t->msgs_copied += s->msgs_copied;
+	t->msgs_existing += s->msgs_existing;
+	t->msgs_skipped += s->msgs_skipped;
+	t->msgs_failed += s->msgs_failed;
+	t->flags_updated += s->flags_updated;
+	t->bytes_copied += s->bytes_copied;
+	t->msgs_planned += s->msgs_planned;
+}
+
 int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *err)
 {
-	struct sync_run run = { .o = o, .stats = stats_r, .err = err };
+	struct sync_shared sh = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct sync_run run = { .o = o, .sh = &sh, .stats = stats_r, .err = err, .st = o->state };
 	struct folder_list sl = { 0 }, tl = { 0 };
 	struct folder_plan plan = { 0 };
+	struct folder_worker *workers = NULL;
+	size_t n_workers = 0;
 	int r = -1;
 
 	memset(stats_r, 0, sizeof(*stats_r));
@@ -1297,6 +1421,9 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		}
 	}
 
+	/* Folders and subscriptions first, parents before children, on one
+	 * connection; then the folders' messages, on as many as allowed. */
+	sh.todo = xcalloc(plan.count + 1, sizeof(*sh.todo));
 	for (size_t i = 0; i < plan.count; i++) {
 		const struct folder_plan_entry *e = &plan.items[i];
 		if (e->action != FP_COPY)
@@ -1339,19 +1466,36 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		}
 		if (e->source_attrs & (FA_NOSELECT | FA_NONEXISTENT))
 			continue;
-		if (sync_folder(&run, e, &ferr) < 0) {
-			if (imap_client_is_dead(run.src) || imap_client_is_dead(run.tgt) ||
-			    ferr.kind == ERR_INTERNAL || ferr.kind == ERR_ACCOUNT) {
-				*err = ferr;
-				goto out;
-			}
-			char text[1200];
-			warn(&run, e->source_name, "%s", err_format(&ferr, text, sizeof(text)));
-			stats_r->folders_failed++;
-		}
+		sh.todo[sh.n_todo++] = e;
+	}
+
+	unsigned conns = o->connections ? o->connections : 1;
+	n_workers = conns > 1 && sh.n_todo > 1 ? (conns - 1 < sh.n_todo - 1 ? conns - 1
+									: sh.n_todo - 1)
+					       : 0;
+	workers = xcalloc(n_workers + 1, sizeof(*workers));
+	size_t started = 0;
+	for (size_t i = 0; i < n_workers; i++) {
+		workers[i].run = (struct sync_run){ .o = o, .sh = &sh, .stats = &workers[i].stats,
+						    .pair_id = run.pair_id, .sizes = run.sizes,
+						    .n_sizes = run.n_sizes };
+		if (pthread_create(&workers[i].thread, NULL, folder_worker_main, &workers[i]) != 0)
+			break;
+		started++;
+	}
+	sync_folders(&run);
+	for (size_t i = 0; i < started; i++) {
+		pthread_join(workers[i].thread, NULL);
+		stats_add(stats_r, &workers[i].stats);
+	}
+	if (sh.has_fatal) {
+		*err = sh.fatal;
+		goto out;
 	}
 	r = 0;
 out:
+	free(workers);
+	free(sh.todo);
 	for (size_t i = 0; i < run.n_sizes; i++)
 		free(run.sizes[i].name);
 	free(run.sizes);

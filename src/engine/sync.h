@@ -67,6 +67,9 @@ struct sync_opts {
 	uint64_t max_items;                  /* 0 = no limit; more fails the pass */
 	bool no_multiappend;                 /* one APPEND per message even when the
 					      * target offers MULTIAPPEND */
+	unsigned connections;                /* connection pairs working on folders
+					      * at once (0 = 1); each extra one opens
+					      * its own state handle by path */
 	bool dry_run;                        /* plan and count; change nothing */
 	struct state *state;
 	sync_event_fn *event;
