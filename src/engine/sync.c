@@ -31,6 +31,7 @@
 #include "engine/fingerprint.h"
 #include "engine/mailbox_list.h"
 #include "util/buf.h"
+#include "util/lockfile.h"
 #include "util/mem.h"
 
 #define WINDOW_UIDS 2000         /* UIDs per metadata window */
@@ -1382,8 +1383,26 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 	struct folder_worker *workers = NULL;
 	size_t n_workers = 0;
 	int r = -1;
+	int lock_fd = -1;
 
 	memset(stats_r, 0, sizeof(*stats_r));
+	/* Two processes on one pair could both copy a message before either
+	 * records it: one at a time, per state database and pair. */
+	if (!o->dry_run) {
+		uint64_t h = 1469598103934665603ull; /* FNV-1a over both keys */
+		for (const char *k = o->source_key; *k; k++)
+			h = (h ^ (unsigned char)*k) * 1099511628211ull;
+		h = (h ^ '\n') * 1099511628211ull;
+		for (const char *k = o->target_key; *k; k++)
+			h = (h ^ (unsigned char)*k) * 1099511628211ull;
+		char *path = xasprintf("%s.lock", state_path(o->state));
+		char *what = xasprintf("the mailbox pair %s -> %s", o->source_key, o->target_key);
+		int lr = lockfile_take(path, h, what, &lock_fd, err);
+		free(path);
+		free(what);
+		if (lr < 0)
+			return -1;
+	}
 	run.src = imap_client_connect(&o->source, err);
 	if (!run.src)
 		goto out;
@@ -1504,5 +1523,6 @@ out:
 	folder_list_release(&tl);
 	imap_client_logout(&run.src);
 	imap_client_logout(&run.tgt);
+	lockfile_release(&lock_fd);
 	return r;
 }
