@@ -36,6 +36,8 @@ import harness  # noqa: E402
 import corpus  # noqa: E402
 
 CLK = os.sysconf('SC_CLK_TCK')
+# extra imapmig options for a run, e.g. BENCH_IMAPMIG_ARGS='--connections-per-user 3'
+IMAPMIG_EXTRA = os.environ.get('BENCH_IMAPMIG_ARGS', '').split()
 JOBS = 4
 
 
@@ -200,7 +202,7 @@ class Tools:
             cmds.append([self.imapmig, 'sync', '--ca-file', self.env.ca.cert,
                          '--resolve', self.src.resolve_arg(),
                          '--resolve', tgt.resolve_arg(), '--state', st,
-                         '--json', self.src.url(u), tgt.url(u)])
+                         '--json'] + IMAPMIG_EXTRA + [self.src.url(u), tgt.url(u)])
             envs.append({'IMAPMIG_SOURCE_PASSWORD': self.src.users[u],
                          'IMAPMIG_TARGET_PASSWORD': tgt.users[u]})
         return cmds, envs
@@ -227,7 +229,7 @@ class Tools:
                       src_url, '--target', tgt_url, '--csv', csvp,
                       '--ca-file', self.env.ca.cert, '--resolve',
                       self.src.resolve_arg(), '--resolve', tgt.resolve_arg(),
-                      '--jobs', str(JOBS)] + common
+                      '--jobs', str(JOBS)] + IMAPMIG_EXTRA + common
             p = subprocess.run(create, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
             if p.returncode != 0:

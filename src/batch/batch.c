@@ -368,6 +368,7 @@ struct worker_shared {
 	size_t *queue;
 	size_t n_queue, next;
 	bool stop;
+	unsigned workers_done;
 	pthread_mutex_t lock;
 	struct batch_result *res;
 };
@@ -386,6 +387,9 @@ static void event(struct worker_shared *sh, const struct batch_event *ev)
 		sh->o->event(sh->o->event_ctx, ev);
 }
 
+/* Called from any thread, engine threads included: looks only at the
+ * shared flag (set by the coordinator, which polls the database) and the
+ * caller's callback (Ctrl-C), never at a state handle. */
 static bool stop_now(struct worker *w)
 {
 	struct worker_shared *sh = w->sh;
@@ -394,18 +398,26 @@ static bool stop_now(struct worker *w)
 	pthread_mutex_unlock(&sh->lock);
 	if (stop)
 		return true;
+	if (!sh->o->should_stop || !sh->o->should_stop(sh->o->stop_ctx))
+		return false;
+	pthread_mutex_lock(&sh->lock);
+	sh->stop = true;
+	pthread_mutex_unlock(&sh->lock);
+	return true;
+}
+
+/* The coordinator's view: also `imapmig batch stop` from another process. */
+static bool stop_polled(struct worker_shared *sh, struct state *st)
+{
 	bool asked = false;
 	struct err ignore;
-	if (sh->o->should_stop && sh->o->should_stop(sh->o->stop_ctx))
-		asked = true;
-	else if (batch_store_stop_requested(w->st, sh->batch.id, &asked, &ignore) < 0)
-		asked = false;
-	if (asked) {
+	if (batch_store_stop_requested(st, sh->batch.id, &asked, &ignore) == 0 && asked) {
 		pthread_mutex_lock(&sh->lock);
 		sh->stop = true;
 		pthread_mutex_unlock(&sh->lock);
 	}
-	return asked;
+	struct worker w0 = { .sh = sh };
+	return stop_now(&w0);
 }
 
 static bool engine_should_stop(void *ctx)
@@ -470,7 +482,7 @@ static void on_sync_event(void *ctx, const struct sync_event *sev)
 			.reason = (char *)(sev->text ? sev->text : ""),
 		};
 		struct err e;
-		batch_store_item_add(w->st, w->sh->batch.id, &it, &e);
+		batch_store_item_add(sev->state ? sev->state : w->st, w->sh->batch.id, &it, &e);
 		break;
 	}
 	case SYNC_EV_WARNING:
@@ -665,6 +677,9 @@ static void *worker_main(void *arg)
 		run_user(w, u);
 	}
 	state_close(&w->st);
+	pthread_mutex_lock(&sh->lock);
+	sh->workers_done++;
+	pthread_mutex_unlock(&sh->lock);
 	return NULL;
 }
 
@@ -876,7 +891,7 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		struct batch_event ev = { .type = BATCH_EV_WAITING, .text = msg };
 		event(&sh, &ev);
 		free(msg);
-		while (time(NULL) < sh.batch.start_after && !stop_now(&w0))
+		while (time(NULL) < sh.batch.start_after && !stop_polled(&sh, st))
 			sleep(1);
 		if (sh.stop) {
 			for (size_t i = 0; i < sh.n_queue; i++)
@@ -909,6 +924,18 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		/* no threads to be had: run on this one */
 		workers[0].sh = &sh;
 		worker_main(&workers[0]);
+	}
+	/* Wait for the workers, looking every half second for a stop asked
+	 * by another process (the workers see it through the shared flag). */
+	for (;;) {
+		pthread_mutex_lock(&sh.lock);
+		bool all_done = sh.workers_done == started;
+		pthread_mutex_unlock(&sh.lock);
+		if (all_done)
+			break;
+		stop_polled(&sh, st);
+		struct timespec half = { 0, 500 * 1000 * 1000 };
+		nanosleep(&half, NULL);
 	}
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);

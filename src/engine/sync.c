@@ -135,9 +135,11 @@ static void emit(struct sync_run *run, const struct sync_event *ev)
 {
 	if (!run->o->event)
 		return;
+	struct sync_event e = *ev;
+	e.state = run->st;
 	/* the caller's callback need not be thread-safe */
 	pthread_mutex_lock(&run->sh->lock);
-	run->o->event(run->o->event_ctx, ev);
+	run->o->event(run->o->event_ctx, &e);
 	pthread_mutex_unlock(&run->sh->lock);
 }
 
@@ -180,6 +182,7 @@ static void count_handled(struct sync_run *run, const char *folder, uint64_t msg
 		.folder = folder,
 		.count = sh->handled_msgs,
 		.bytes = sh->handled_bytes,
+		.state = run->st,
 	};
 	if (tell && run->o->event)
 		run->o->event(run->o->event_ctx, &ev);

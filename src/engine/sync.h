@@ -55,8 +55,14 @@ struct sync_event {
 	const char *subject;
 	uint64_t count;
 	uint64_t bytes;
+	/* The state handle of the connection pair that emitted it (with
+	 * --connections-per-user each pair has its own, maybe inside a
+	 * transaction): record things about the event through this one. */
+	struct state *state;
 };
 
+/* Called from the thread of the connection pair that emitted the event,
+ * one call at a time. */
 typedef void sync_event_fn(void *ctx, const struct sync_event *ev);
 
 struct sync_opts {
@@ -74,8 +80,10 @@ struct sync_opts {
 	struct state *state;
 	sync_event_fn *event;
 	void *event_ctx;
-	/* Asked between folders and UID windows; true ends the pass with
-	 * ERR_STOPPED (state consistent, resumable).  NULL = never. */
+	/* Asked between folders and UID windows, from any connection pair's
+	 * thread (so it must be thread-safe and should be cheap); true ends
+	 * the pass with ERR_STOPPED (state consistent, resumable).  NULL =
+	 * never. */
 	bool (*should_stop)(void *ctx);
 	void *stop_ctx;
 	/* Tests only: _exit(99) right after the Nth durable step (commit,
