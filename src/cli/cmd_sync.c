@@ -44,6 +44,8 @@ static const char sync_usage[] =
 	"                             connection (default 3)\n"
 	"  --no-multiappend           one APPEND per message even where the target\n"
 	"                             offers MULTIAPPEND (many messages per transaction)\n"
+	"  --compress                 COMPRESS=DEFLATE where a server offers it (slow\n"
+	"                             links; costs CPU on both ends)\n"
 	"  --connections-per-user N   copy N folders at once over N connection pairs\n"
 	"                             (default 1)\n"
 	"What to copy:\n"
@@ -68,6 +70,7 @@ enum {
 	OPT_CA_FILE, OPT_RESOLVE, OPT_ALLOW_PLAIN, OPT_INSECURE, OPT_TIMEOUT, OPT_RETRIES,
 	OPT_INCLUDE, OPT_EXCLUDE, OPT_FOLDER_MAP, OPT_MAX_SIZE, OPT_STATE, OPT_DRY_RUN,
 	OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP, OPT_NO_MULTIAPPEND, OPT_CONNECTIONS,
+	OPT_COMPRESS,
 };
 
 static const struct option sync_options[] = {
@@ -94,6 +97,7 @@ static const struct option sync_options[] = {
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "no-multiappend", no_argument, NULL, OPT_NO_MULTIAPPEND },
 	{ "connections-per-user", required_argument, NULL, OPT_CONNECTIONS },
+	{ "compress", no_argument, NULL, OPT_COMPRESS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -279,7 +283,7 @@ int cmd_sync(int argc, char **argv)
 	const char *state_path = NULL, *ca_file = NULL;
 	struct strlist includes = { 0 }, excludes = { 0 }, maps = { 0 }, resolves = { 0 };
 	bool allow_plain = false, insecure = false, dry_run = false, debug = false;
-	bool no_multiappend = false;
+	bool no_multiappend = false, compress = false;
 	long connections = 1;
 	enum imap_admin_mode admin_mode = IMAP_ADMIN_AUTHZID;
 	long timeout_s = 60, retries = 3;
@@ -352,6 +356,7 @@ int cmd_sync(int argc, char **argv)
 		case OPT_DEBUG: debug = out.verbose = true; break;
 		case OPT_JSON: out.json = true; break;
 		case OPT_NO_MULTIAPPEND: no_multiappend = true; break;
+		case OPT_COMPRESS: compress = true; break;
 		case OPT_CONNECTIONS:
 			connections = strtol(optarg, &end, 10);
 			if (*end || connections < 1 || connections > 32) {
@@ -434,6 +439,7 @@ int cmd_sync(int argc, char **argv)
 		.max_message_size = max_size,
 		.no_multiappend = no_multiappend,
 		.connections = (unsigned)connections,
+		.compress = compress,
 		.dry_run = dry_run,
 		.state = st,
 		.event = on_event,

@@ -1297,6 +1297,16 @@ static bool fatal_kind(enum err_kind k)
 	return k == ERR_ACCOUNT || k == ERR_TRANSIENT || k == ERR_CONFIG || k == ERR_INTERNAL;
 }
 
+/* Log in, and turn on compression when asked for and offered. */
+static struct imap_client *connect_side(struct sync_run *run, const struct imap_client_opts *co,
+					struct err *err)
+{
+	struct imap_client *c = imap_client_connect(co, err);
+	if (c && run->o->compress && imap_client_compress(c, err) < 0)
+		imap_client_free(&c);
+	return c;
+}
+
 /* Take folders off the shared list until it is empty or someone failed
  * for good. */
 static void sync_folders(struct sync_run *run)
@@ -1346,9 +1356,9 @@ static void *folder_worker_main(void *arg)
 	const struct sync_opts *o = run->o;
 	struct err e;
 	err_clear(&e);
-	run->src = imap_client_connect(&o->source, &e);
+	run->src = connect_side(run, &o->source, &e);
 	if (run->src)
-		run->tgt = imap_client_connect(&o->target, &e);
+		run->tgt = connect_side(run, &o->target, &e);
 	if (run->tgt)
 		run->st = state_open(state_path(o->state), &e);
 	if (run->st) {
@@ -1406,11 +1416,11 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		if (lr < 0)
 			return -1;
 	}
-	run.src = imap_client_connect(&o->source, err);
+	run.src = connect_side(&run, &o->source, err);
 	if (!run.src)
 		goto out;
 	connected(&run, SIDE_SOURCE, &o->source);
-	run.tgt = imap_client_connect(&o->target, err);
+	run.tgt = connect_side(&run, &o->target, err);
 	if (!run.tgt)
 		goto out;
 	connected(&run, SIDE_TARGET, &o->target);

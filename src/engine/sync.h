@@ -73,6 +73,7 @@ struct sync_opts {
 	uint64_t max_items;                  /* 0 = no limit; more fails the pass */
 	bool no_multiappend;                 /* one APPEND per message even when the
 					      * target offers MULTIAPPEND */
+	bool compress;                       /* COMPRESS=DEFLATE where offered */
 	unsigned connections;                /* connection pairs working on folders
 					      * at once (0 = 1); each extra one opens
 					      * its own state handle by path */

@@ -952,6 +952,30 @@ void imap_client_kill(struct imap_client *c, const char *why)
 	conn_close(&c->conn);
 }
 
+int imap_client_compress(struct imap_client *c, struct err *err)
+{
+	if (!(c->caps & IMAP_CAP_COMPRESS))
+		return 0;
+	if (c->n_inflight)
+		return fail(c, err, ERR_INTERNAL, "COMPRESS with commands in flight");
+	if (simple(c, "COMPRESS DEFLATE", "COMPRESS", ERR_TRANSIENT, err) < 0) {
+		err_prefix(err, "turning on compression");
+		return -1;
+	}
+	/* The server compresses everything after its OK; we read nothing
+	 * beyond that OK unless it sent more in the same packet, which
+	 * would be compressed data parsed as text: refuse that. */
+	if (conn_has_buffered(c->conn)) {
+		fail(c, err, ERR_TRANSIENT, "server sent data right after accepting COMPRESS");
+		return die(c, err);
+	}
+	if (conn_compress_start(c->conn, err) < 0) {
+		where(c, err, NULL);
+		return die(c, err);
+	}
+	return 1;
+}
+
 void imap_client_free(struct imap_client **cp)
 {
 	struct imap_client *c = *cp;

@@ -103,6 +103,11 @@ void imap_client_kill(struct imap_client *c, const char *why);
 /* Free without talking to the server; *cp = NULL. */
 void imap_client_free(struct imap_client **cp);
 
+/* COMPRESS DEFLATE (RFC 4978) when the server offers it: 1 on, 0 not
+ * offered (nothing done), -1 error.  For slow links: it costs CPU on both
+ * ends. */
+int imap_client_compress(struct imap_client *c, struct err *err);
+
 unsigned imap_client_caps(const struct imap_client *c);
 bool imap_client_has_cap(const struct imap_client *c, const char *name);
 /* Connection lost or BYE received: only freeing is left. */

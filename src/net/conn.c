@@ -39,10 +39,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -95,6 +97,13 @@ struct conn {
 
 	conn_trace_fn *trace;
 	void *trace_ctx;
+
+	/* COMPRESS=DEFLATE (RFC 4978): raw deflate both ways, above TLS */
+	bool compress;
+	z_stream zin, zout;
+	uint8_t *zin_buf; /* compressed bytes read, not yet inflated */
+	uint8_t *zout_buf;
+	bool zin_eof;
 };
 
 static int64_t now_ms(void)
@@ -813,7 +822,8 @@ int conn_starttls(struct conn *c, struct err *err)
 	return 0;
 }
 
-ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms, struct err *err)
+static ssize_t raw_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms,
+			struct err *err)
 {
 	int tmo = timeout_ms < 0 ? c->timeout_ms : timeout_ms;
 	int64_t deadline = now_ms() + tmo;
@@ -874,14 +884,77 @@ ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms, stru
 			return io_error(c, err, "receiving", errno);
 	}
 	c->rx_bytes += got;
-	if (c->trace)
-		c->trace(c->trace_ctx, '<', buf, got);
 	return (ssize_t)got;
+}
+
+#define ZBUF 65536
+
+ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms, struct err *err)
+{
+	ssize_t n;
+	if (!c->compress) {
+		n = raw_read(c, buf, len, timeout_ms, err);
+	} else {
+		/* inflate what is there; read more only when it gave nothing */
+		for (;;) {
+			c->zin.next_out = buf;
+			c->zin.avail_out = (uInt)(len > ZBUF ? ZBUF : len);
+			int zr = inflate(&c->zin, Z_SYNC_FLUSH);
+			size_t got = (size_t)(c->zin.next_out - buf);
+			if (zr != Z_OK && zr != Z_BUF_ERROR && zr != Z_STREAM_END)
+				return err_set(err, ERR_TRANSIENT,
+					       "connection to %s: the compressed stream is damaged "
+					       "(%s)",
+					       c->where, c->zin.msg ? c->zin.msg : "inflate failed");
+			if (got) {
+				n = (ssize_t)got;
+				break;
+			}
+			if (c->zin_eof)
+				return 0;
+			ssize_t r = raw_read(c, c->zin_buf, ZBUF, timeout_ms, err);
+			if (r < 0)
+				return -1;
+			if (r == 0) {
+				c->zin_eof = true;
+				return 0;
+			}
+			c->zin.next_in = c->zin_buf;
+			c->zin.avail_in = (uInt)r;
+		}
+	}
+	if (n > 0 && c->trace)
+		c->trace(c->trace_ctx, '<', buf, (size_t)n);
+	return n;
+}
+
+int conn_compress_start(struct conn *c, struct err *err)
+{
+	if (c->compress)
+		return 0;
+	memset(&c->zin, 0, sizeof(c->zin));
+	memset(&c->zout, 0, sizeof(c->zout));
+	if (inflateInit2(&c->zin, -15) != Z_OK)
+		return err_set(err, ERR_INTERNAL, "cannot start decompression");
+	/* level 1: the point is fewer bytes on a slow link, not CPU */
+	if (deflateInit2(&c->zout, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		inflateEnd(&c->zin);
+		return err_set(err, ERR_INTERNAL, "cannot start compression");
+	}
+	c->zin_buf = xmalloc(ZBUF);
+	c->zout_buf = xmalloc(ZBUF);
+	c->compress = true;
+	return 0;
+}
+
+bool conn_is_compressed(const struct conn *c)
+{
+	return c->compress;
 }
 
 bool conn_has_buffered(struct conn *c)
 {
-	return c->ssl && SSL_pending(c->ssl) > 0;
+	return (c->compress && c->zin.avail_in > 0) || (c->ssl && SSL_pending(c->ssl) > 0);
 }
 
 int conn_wait_readable(struct conn *c, int timeout_ms, struct err *err)
@@ -904,7 +977,32 @@ void conn_set_drain(struct conn *c, conn_drain_fn *fn, void *ctx)
 	c->drain_ctx = ctx;
 }
 
+static int raw_write(struct conn *c, const void *data, size_t len, struct err *err);
+
 int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
+{
+	if (c->trace && len)
+		c->trace(c->trace_ctx, '>', data, len);
+	if (!c->compress)
+		return raw_write(c, data, len, err);
+	/* Deflate it all, then a sync flush: a command must reach the
+	 * server now, not when more data comes along. */
+	c->zout.next_in = (Bytef *)(uintptr_t)data;
+	c->zout.avail_in = (uInt)len;
+	for (;;) {
+		c->zout.next_out = c->zout_buf;
+		c->zout.avail_out = ZBUF;
+		if (deflate(&c->zout, Z_SYNC_FLUSH) == Z_STREAM_ERROR)
+			return err_set(err, ERR_INTERNAL, "compression failed");
+		size_t out = ZBUF - c->zout.avail_out;
+		if (out && raw_write(c, c->zout_buf, out, err) < 0)
+			return -1;
+		if (c->zout.avail_in == 0 && c->zout.avail_out != 0)
+			return 0;
+	}
+}
+
+static int raw_write(struct conn *c, const void *data, size_t len, struct err *err)
 {
 	const uint8_t *p = data;
 	size_t off = 0;
@@ -990,8 +1088,6 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
 		}
 		continue;
 	sent:
-		if (c->trace && done)
-			c->trace(c->trace_ctx, '>', p + off, done);
 		off += done;
 		deadline = now_ms() + c->timeout_ms;
 	}
@@ -1041,6 +1137,12 @@ void conn_close(struct conn **cp)
 	BIO_meth_free(c->biometh);
 	X509_free(c->leaf);
 	X509_free(c->bad_cert);
+	if (c->compress) {
+		inflateEnd(&c->zin);
+		deflateEnd(&c->zout);
+	}
+	free(c->zin_buf);
+	free(c->zout_buf);
 	free(c->host);
 	free(c->ca_file);
 	free(c);

@@ -102,6 +102,12 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err);
 typedef void conn_trace_fn(void *ctx, char dir, const uint8_t *data, size_t len);
 void conn_set_trace(struct conn *c, conn_trace_fn *fn, void *ctx);
 
+/* From now on, deflate what is written and inflate what is read (raw
+ * deflate, RFC 4978 COMPRESS=DEFLATE), above TLS.  Call right after the
+ * server's OK to COMPRESS.  Traces still show the plain text. */
+int conn_compress_start(struct conn *c, struct err *err);
+bool conn_is_compressed(const struct conn *c);
+
 bool conn_is_tls(const struct conn *c);
 const char *conn_host(const struct conn *c);
 uint16_t conn_port(const struct conn *c);

@@ -330,6 +330,15 @@ plugin {
 '''
 
 
+# appended by Server(..., zlib=True): COMPRESS=DEFLATE offered (imap_zlib)
+ZLIB_CONF = r'''
+mail_plugins = $mail_plugins zlib
+protocol imap {
+  mail_plugins = $mail_plugins imap_zlib
+}
+'''
+
+
 WATCHDOG = r'''
 import os, signal, sys, time
 parent, listing = int(sys.argv[1]), sys.argv[2]
@@ -362,7 +371,7 @@ class Server:
     imap_port (STARTTLS on source/target, plaintext on plain), sep,
     special (attribute -> folder name), users {user: password}."""
 
-    def __init__(self, env, name, kind, quota=False):
+    def __init__(self, env, name, kind, quota=False, zlib=False):
         if kind not in ('source', 'target', 'plain'):
             raise ValueError(kind)
         self.env = env
@@ -388,6 +397,9 @@ class Server:
         if quota:
             with open(self.conf, 'a') as f:
                 f.write(QUOTA_CONF)
+        if zlib:
+            with open(self.conf, 'a') as f:
+                f.write(ZLIB_CONF)
 
     # -- configuration
 
@@ -1011,9 +1023,9 @@ class Env:
                 + ([] if self.keep else [self.dir]),
                 start_new_session=True, stdin=subprocess.DEVNULL)
 
-    def server(self, kind, start=True, quota=False):
+    def server(self, kind, start=True, quota=False, zlib=False):
         self._n += 1
-        s = Server(self, '%s%d' % (kind, self._n), kind, quota=quota)
+        s = Server(self, '%s%d' % (kind, self._n), kind, quota=quota, zlib=zlib)
         self.servers.append(s)
         if start:
             s.start()
