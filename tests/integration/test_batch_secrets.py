@@ -152,6 +152,26 @@ def test(env, ck):
                     f.write(part.get_payload(decode=True) or b'')
                 decoded.append(p)
     scan(ck, mails + decoded, ndl, 'mailed reports (raw and decoded parts)')
+    # the mailed report itself: a summary, and attachments that parse
+    import csv as csvmod
+    import io
+    for path, msg in smtp_sink.read_messages(mail_dir):
+        ck.ok('imapmig batch' in (msg['Subject'] or ''),
+              'mail subject names the batch: %r' % msg['Subject'])
+        att = {p.get_filename(): p.get_payload(decode=True)
+               for p in msg.walk() if p.get_filename()}
+        ck.ok('report.csv' in att and 'report.html' in att,
+              'report.csv and report.html attached (%s)' % sorted(att))
+        if 'report.csv' in att:
+            rows = list(csvmod.reader(io.StringIO(att['report.csv'].decode('utf-8'))))
+            ck.ok(rows and rows[0][0] == 'EmailAddress' and
+                  any(r and r[0].endswith('@example.test') for r in rows[1:]),
+                  'mailed CSV parses: header and user rows (%d rows)' % len(rows))
+        if 'report.html' in att:
+            h = att['report.html'].decode('utf-8')
+            ck.ok(h.lstrip().lower().startswith('<!doctype html') and '</html>' in h,
+                  'mailed HTML is a complete page')
+        break
     bad = ['%s %o' % (os.path.basename(f), stat.S_IMODE(os.stat(f).st_mode))
            for f in sf + rf if stat.S_IMODE(os.stat(f).st_mode) & 0o077]
     ck.ok(not bad, 'state and report files are 0600%s' % (
