@@ -495,7 +495,10 @@ int cmd_sync(int argc, char **argv)
 	} else {
 		status = (total.msgs_failed || total.folders_failed) ? EXIT_PARTIAL : EXIT_OK;
 	}
-	summary(&out, &total, secs, r < 0 ? &err : NULL, dry_run);
+	/* a run that never got past logging in has nothing to sum up (the
+	 * error said it all), except for scripts reading --json */
+	if (out.json || r == 0 || pass.connected)
+		summary(&out, &total, secs, r < 0 ? &err : NULL, dry_run);
 out:
 	state_close(&st);
 	free(default_state);

@@ -51,11 +51,17 @@ char *secret_get(const char *file, const char *env, const char *prompt, struct e
 	if (tty < 0 || !prompt) {
 		if (tty >= 0)
 			close(tty);
-		err_set(err, ERR_CONFIG, "no password given%s%s", env ? " and $" : "",
-			env ? env : "");
-		err_hint(err, "%s", env ? "pass it with --source-password-file / "
-					  "--target-password-file or the environment variable"
-					: "pass it in a file");
+		if (env) {
+			err_set(err, ERR_CONFIG,
+				"no password: no password file given, $%s is not set, and there is "
+				"no terminal to ask on",
+				env);
+			err_hint(err, "give a file (%s) or set $%s",
+				 strstr(env, "TARGET") ? "--target-password-file" : "--source-password-file",
+				 env);
+		} else {
+			err_set(err, ERR_CONFIG, "no password: no password file given");
+		}
 		return NULL;
 	}
 	struct termios old, noecho;
