@@ -330,6 +330,14 @@ plugin {
 '''
 
 
+# appended by Server(..., literal_plus=False): Dovecot's own capability list
+# without LITERAL+ (the client must then wait for "+" before each literal,
+# as with Exchange Online)
+NO_LITERAL_PLUS_CONF = r'''
+imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE NOTIFY SPECIAL-USE
+'''
+
+
 # appended by Server(..., zlib=True): COMPRESS=DEFLATE offered (imap_zlib)
 ZLIB_CONF = r'''
 mail_plugins = $mail_plugins zlib
@@ -371,7 +379,7 @@ class Server:
     imap_port (STARTTLS on source/target, plaintext on plain), sep,
     special (attribute -> folder name), users {user: password}."""
 
-    def __init__(self, env, name, kind, quota=False, zlib=False):
+    def __init__(self, env, name, kind, quota=False, zlib=False, literal_plus=True):
         if kind not in ('source', 'target', 'plain'):
             raise ValueError(kind)
         self.env = env
@@ -400,6 +408,9 @@ class Server:
         if zlib:
             with open(self.conf, 'a') as f:
                 f.write(ZLIB_CONF)
+        if not literal_plus:
+            with open(self.conf, 'a') as f:
+                f.write(NO_LITERAL_PLUS_CONF)
 
     # -- configuration
 
@@ -1023,9 +1034,10 @@ class Env:
                 + ([] if self.keep else [self.dir]),
                 start_new_session=True, stdin=subprocess.DEVNULL)
 
-    def server(self, kind, start=True, quota=False, zlib=False):
+    def server(self, kind, start=True, quota=False, zlib=False, literal_plus=True):
         self._n += 1
-        s = Server(self, '%s%d' % (kind, self._n), kind, quota=quota, zlib=zlib)
+        s = Server(self, '%s%d' % (kind, self._n), kind, quota=quota, zlib=zlib,
+                   literal_plus=literal_plus)
         self.servers.append(s)
         if start:
             s.start()
