@@ -535,6 +535,10 @@ static int setup(struct state *st, struct err *err)
 	 * never consistency; the engine re-matches those by fingerprint */
 	if (sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(st, "cannot configure", err);
+	/* Statement journals and sorts in memory: they are small here, and
+	 * as temp files each would cost a file creation and deletion. */
+	if (sqlite3_exec(st->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(st, "cannot configure", err);
 	if (version < SCHEMA_VERSION && migrate(st, err) < 0)
 		return -1;
 	narrow_side_files(st->path);
