@@ -620,7 +620,19 @@ class Server:
         cmd = ['doveadm', '-c', self.conf]
         if fmt:
             cmd += ['-f', fmt]
-        return run(cmd + list(args), input=input, check=check).stdout
+        # Right after a (re)start the auth process may not listen yet even
+        # though IMAP does: retry those lookups for a few seconds.
+        for _ in range(50):
+            p = run(cmd + list(args), input=input, check=False)
+            if not (p.returncode != 0 and b'auth-' in p.stderr and
+                    b'Connection refused' in p.stderr):
+                break
+            time.sleep(0.1)
+        if check and p.returncode != 0:
+            raise RuntimeError('%s failed (%d): %s' % (
+                ' '.join(cmd + list(args)), p.returncode,
+                p.stderr.decode('utf-8', 'replace').strip()))
+        return p.stdout
 
     def create_folder(self, user, name, subscribe=False):
         self.doveadm('mailbox', 'create', '-u', user, *(
