@@ -28,7 +28,6 @@ struct cmd_result {
 	bool done;
 	enum imap_status status;
 	struct err err;
-	uint32_t appenduid_validity, appenduid_uid;
 };
 
 struct cmd {
@@ -293,18 +292,17 @@ static void complete_cmd(struct imap_client *c, struct cmd *cmd, const struct im
 	struct err e;
 	err_clear(&e);
 	bool ok = r->status == IMAP_STATUS_OK;
+	/* [APPENDUID uidvalidity uid-set]: one UID for APPEND, a set for
+	 * MULTIAPPEND */
 	uint32_t v = 0, u = 0;
 	const char *uidset = NULL;
-	if (ok && code_is(r, "APPENDUID") && r->code_args && r->code_args->next)
+	if (ok && code_is(r, "APPENDUID") && r->code_args && r->code_args->next) {
+		uint64_t n = 0;
+		if (imap_arg_number(r->code_args, &n) && n <= UINT32_MAX)
+			v = (uint32_t)n;
 		uidset = imap_arg_str(r->code_args->next);
-	if (ok && code_is(r, "APPENDUID") && r->code_args) {
-		uint64_t n1 = 0, n2 = 0;
-		if (imap_arg_number(r->code_args, &n1) && r->code_args->next &&
-		    imap_arg_number(r->code_args->next, &n2) && n1 <= UINT32_MAX &&
-		    n2 <= UINT32_MAX) {
-			v = (uint32_t)n1;
-			u = (uint32_t)n2;
-		}
+		if (imap_arg_number(r->code_args->next, &n) && n <= UINT32_MAX)
+			u = (uint32_t)n;
 	}
 	if (!ok) {
 		err_set(&e, cmd->default_kind, "%s failed", cmd->name);
@@ -315,15 +313,8 @@ static void complete_cmd(struct imap_client *c, struct cmd *cmd, const struct im
 		cmd->result->done = true;
 		cmd->result->status = r->status;
 		cmd->result->err = e;
-		cmd->result->appenduid_validity = v;
-		cmd->result->appenduid_uid = u;
 	} else if (cmd->append_done) {
 		struct imap_append_result res = { ok, v, u, uidset };
-		if (uidset && r->code_args) {
-			uint64_t n1 = 0;
-			if (imap_arg_number(r->code_args, &n1) && n1 <= UINT32_MAX)
-				res.uidvalidity = (uint32_t)n1;
-		}
 		cmd->append_done(cmd->append_ctx, &res, ok ? NULL : &e);
 	} else if (!ok && !c->has_pending_err) {
 		c->pending_err = e;

@@ -43,6 +43,38 @@ static void text(sqlite3_stmt *s, int i, const char *t)
 	sqlite3_bind_text(s, i, t ? t : "", -1, SQLITE_TRANSIENT);
 }
 
+/* Run a SELECT (?1 = id when id >= 0) and collect one struct of elem bytes
+ * per row, filled by read(); the caller owns the array. */
+typedef void row_reader(sqlite3_stmt *s, void *row);
+
+static int read_rows(struct state *st, const char *sql, int64_t id, size_t elem,
+		     row_reader *read, void **rows_r, size_t *n_r, const char *action,
+		     struct err *err)
+{
+	*rows_r = NULL;
+	*n_r = 0;
+	sqlite3_stmt *s = prep(st, sql, err);
+	if (!s)
+		return -1;
+	if (id >= 0)
+		sqlite3_bind_int64(s, 1, id);
+	size_t alloc = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (*n_r == alloc) {
+			alloc = alloc ? alloc * 2 : 16;
+			*rows_r = xrealloc(*rows_r, alloc * elem);
+		}
+		void *row = (char *)*rows_r + elem * (*n_r)++;
+		memset(row, 0, elem);
+		read(s, row);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return state_fail(st, action, err);
+	return 0;
+}
+
 int batch_store_create(struct state *st, const struct batch_row *b,
 		       const struct batch_user_row *users, size_t n_users, struct err *err)
 {
@@ -143,26 +175,16 @@ void batch_row_release(struct batch_row *b)
 	memset(b, 0, sizeof(*b));
 }
 
+static void read_batch_row(sqlite3_stmt *s, void *row)
+{
+	read_batch(s, row);
+}
+
 int batch_store_list(struct state *st, struct batch_row **rows_r, size_t *n_r, struct err *err)
 {
-	*rows_r = NULL;
-	*n_r = 0;
-	sqlite3_stmt *s = prep(st, "SELECT " BATCH_COLS " FROM batch ORDER BY id", err);
-	if (!s)
-		return -1;
-	size_t alloc = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n_r == alloc) {
-			alloc = alloc ? alloc * 2 : 8;
-			*rows_r = xrealloc(*rows_r, alloc * sizeof(**rows_r));
-		}
-		read_batch(s, &(*rows_r)[(*n_r)++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return state_fail(st, "cannot list batches", err);
-	return 0;
+	return read_rows(st, "SELECT " BATCH_COLS " FROM batch ORDER BY id", -1,
+			 sizeof(**rows_r), read_batch_row, (void **)rows_r, n_r,
+			 "cannot list batches", err);
 }
 
 static int exec_id(struct state *st, const char *sql, int64_t id, const char *t,
@@ -224,47 +246,35 @@ int batch_store_stop_requested(struct state *st, int64_t batch_id, bool *stop_r,
 	return 0;
 }
 
+static void read_user_row(sqlite3_stmt *s, void *row)
+{
+	struct batch_user_row *u = row;
+	u->idx = (size_t)sqlite3_column_int64(s, 0);
+	u->email = col(s, 1);
+	u->source_user = col(s, 2);
+	u->target_user = col(s, 3);
+	u->status = col(s, 4);
+	u->error = col(s, 5);
+	u->pair_id = sqlite3_column_int64(s, 6);
+	u->items_copied = (uint64_t)sqlite3_column_int64(s, 7);
+	u->items_existing = (uint64_t)sqlite3_column_int64(s, 8);
+	u->bytes = (uint64_t)sqlite3_column_int64(s, 9);
+	u->folders = (uint64_t)sqlite3_column_int64(s, 10);
+	u->started = (time_t)sqlite3_column_int64(s, 11);
+	u->last_synced = (time_t)sqlite3_column_int64(s, 12);
+	u->completed = (time_t)sqlite3_column_int64(s, 13);
+	u->duration = sqlite3_column_double(s, 14);
+}
+
 int batch_store_users(struct state *st, int64_t batch_id, struct batch_user_row **rows_r,
 		      size_t *n_r, struct err *err)
 {
-	*rows_r = NULL;
-	*n_r = 0;
-	sqlite3_stmt *s = prep(st,
-			       "SELECT idx, email, source_user, target_user, status, error, pair_id,"
-			       " items_copied, items_existing, bytes, folders, started, last_synced,"
-			       " completed, duration FROM batch_user WHERE batch_id = ?1 ORDER BY idx",
-			       err);
-	if (!s)
-		return -1;
-	sqlite3_bind_int64(s, 1, batch_id);
-	size_t alloc = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n_r == alloc) {
-			alloc = alloc ? alloc * 2 : 16;
-			*rows_r = xrealloc(*rows_r, alloc * sizeof(**rows_r));
-		}
-		struct batch_user_row *u = &(*rows_r)[(*n_r)++];
-		u->idx = (size_t)sqlite3_column_int64(s, 0);
-		u->email = col(s, 1);
-		u->source_user = col(s, 2);
-		u->target_user = col(s, 3);
-		u->status = col(s, 4);
-		u->error = col(s, 5);
-		u->pair_id = sqlite3_column_int64(s, 6);
-		u->items_copied = (uint64_t)sqlite3_column_int64(s, 7);
-		u->items_existing = (uint64_t)sqlite3_column_int64(s, 8);
-		u->bytes = (uint64_t)sqlite3_column_int64(s, 9);
-		u->folders = (uint64_t)sqlite3_column_int64(s, 10);
-		u->started = (time_t)sqlite3_column_int64(s, 11);
-		u->last_synced = (time_t)sqlite3_column_int64(s, 12);
-		u->completed = (time_t)sqlite3_column_int64(s, 13);
-		u->duration = sqlite3_column_double(s, 14);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return state_fail(st, "cannot read the batch users", err);
-	return 0;
+	return read_rows(st,
+			 "SELECT idx, email, source_user, target_user, status, error, pair_id,"
+			 " items_copied, items_existing, bytes, folders, started, last_synced,"
+			 " completed, duration FROM batch_user WHERE batch_id = ?1 ORDER BY idx",
+			 batch_id, sizeof(**rows_r), read_user_row, (void **)rows_r, n_r,
+			 "cannot read the batch users", err);
 }
 
 void batch_user_rows_free(struct batch_user_row *rows, size_t n)
@@ -327,39 +337,27 @@ int batch_store_item_add(struct state *st, int64_t batch_id, const struct batch_
 	return done(st, s, "cannot record a skipped message", err);
 }
 
+static void read_item_row(sqlite3_stmt *s, void *row)
+{
+	struct batch_item_row *it = row;
+	it->idx = (size_t)sqlite3_column_int64(s, 0);
+	it->folder = col(s, 1);
+	it->uid = (uint32_t)sqlite3_column_int64(s, 2);
+	it->kind = col(s, 3);
+	it->date = col(s, 4);
+	it->subject = col(s, 5);
+	it->size = (uint64_t)sqlite3_column_int64(s, 6);
+	it->reason = col(s, 7);
+}
+
 int batch_store_items(struct state *st, int64_t batch_id, struct batch_item_row **rows_r,
 		      size_t *n_r, struct err *err)
 {
-	*rows_r = NULL;
-	*n_r = 0;
-	sqlite3_stmt *s = prep(st,
-			       "SELECT idx, folder, uid, kind, date, subject, size, reason"
-			       " FROM batch_item WHERE batch_id = ?1 ORDER BY idx, folder, uid",
-			       err);
-	if (!s)
-		return -1;
-	sqlite3_bind_int64(s, 1, batch_id);
-	size_t alloc = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n_r == alloc) {
-			alloc = alloc ? alloc * 2 : 16;
-			*rows_r = xrealloc(*rows_r, alloc * sizeof(**rows_r));
-		}
-		struct batch_item_row *it = &(*rows_r)[(*n_r)++];
-		it->idx = (size_t)sqlite3_column_int64(s, 0);
-		it->folder = col(s, 1);
-		it->uid = (uint32_t)sqlite3_column_int64(s, 2);
-		it->kind = col(s, 3);
-		it->date = col(s, 4);
-		it->subject = col(s, 5);
-		it->size = (uint64_t)sqlite3_column_int64(s, 6);
-		it->reason = col(s, 7);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return state_fail(st, "cannot read skipped messages", err);
-	return 0;
+	return read_rows(st,
+			 "SELECT idx, folder, uid, kind, date, subject, size, reason"
+			 " FROM batch_item WHERE batch_id = ?1 ORDER BY idx, folder, uid",
+			 batch_id, sizeof(**rows_r), read_item_row, (void **)rows_r, n_r,
+			 "cannot read skipped messages", err);
 }
 
 void batch_item_rows_free(struct batch_item_row *rows, size_t n)
