@@ -579,8 +579,7 @@ class Server:
             return
         deadline = time.time() + timeout
         while True:
-            p = run(['doveadm', '-c', self.conf, '-f', 'tab', 'user', user],
-                    check=False)
+            p = self.doveadm_run(['user', user], fmt='tab')
             if p.returncode == 0:
                 rows = dict(line.split('\t', 1) for line in
                             p.stdout.decode().splitlines()[1:]
@@ -616,19 +615,27 @@ class Server:
 
     # -- doveadm
 
-    def doveadm(self, *args, input=None, check=True, fmt=None):
+    def doveadm_run(self, args, input=None, fmt=None):
+        """Run doveadm on this instance; the CompletedProcess, unchecked.
+        Every doveadm call of the harness goes through here: right after
+        a (re)start the auth process may not listen yet even though IMAP
+        does, so those lookups are retried for a few seconds."""
         cmd = ['doveadm', '-c', self.conf]
         if fmt:
             cmd += ['-f', fmt]
-        # Right after a (re)start the auth process may not listen yet even
-        # though IMAP does: retry those lookups for a few seconds.
         for _ in range(50):
             p = run(cmd + list(args), input=input, check=False)
             if not (p.returncode != 0 and b'auth-' in p.stderr and
-                    b'Connection refused' in p.stderr):
+                    (b'Connection refused' in p.stderr or
+                     b'No such file or directory' in p.stderr)):
                 break
             time.sleep(0.1)
+        return p
+
+    def doveadm(self, *args, input=None, check=True, fmt=None):
+        p = self.doveadm_run(args, input=input, fmt=fmt)
         if check and p.returncode != 0:
+            cmd = ['doveadm', '-c', self.conf] + (['-f', fmt] if fmt else [])
             raise RuntimeError('%s failed (%d): %s' % (
                 ' '.join(cmd + list(args)), p.returncode,
                 p.stderr.decode('utf-8', 'replace').strip()))
