@@ -318,14 +318,23 @@ static bool is(const char *s, const char *t)
 	return strcmp(s, t) == 0;
 }
 
+bool batch_status_is_running(const char *status)
+{
+	return is(status, "Syncing") || is(status, "IncrementalSyncing") ||
+	       is(status, "Completing");
+}
+
 const char *batch_status_from_users(const char *const *st, size_t n, enum batch_pass pass)
 {
 	size_t failed = 0, stopped = 0, completed = 0, synced = 0, running = 0, fresh = 0;
+	size_t interrupted = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (is(st[i], "Failed"))
 			failed++;
 		else if (is(st[i], "Stopped"))
 			stopped++;
+		else if (is(st[i], "Interrupted"))
+			interrupted++;
 		else if (is(st[i], "Completed"))
 			completed++;
 		else if (is(st[i], "Synced"))
@@ -338,6 +347,8 @@ const char *batch_status_from_users(const char *const *st, size_t n, enum batch_
 	(void)pass;
 	if (running)
 		return "Syncing";
+	if (interrupted)
+		return "Interrupted";
 	if (stopped)
 		return "Stopped";
 	if (n && failed == n)
@@ -349,6 +360,60 @@ const char *batch_status_from_users(const char *const *st, size_t n, enum batch_
 	if (completed && completed + failed == n)
 		return "Completed";
 	return "Synced";
+}
+
+/* ---------- the pass lock ---------- */
+
+/* The batch's byte in <state>.lock.  Mailbox pairs use offsets below
+ * 2^46 (lockfile_take masks their hash), batches the offsets above. */
+static off_t batch_lock_offset(int64_t batch_id)
+{
+	return (off_t)((1ull << 46) + (uint64_t)batch_id);
+}
+
+static int lock_open(const char *state_path)
+{
+	char *path = xasprintf("%s.lock", state_path);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	return fd;
+}
+
+/* F_RDLCK or F_WRLCK on the batch's byte; on the same descriptor a
+ * second call converts the lock in one step.  0, or -1 with errno. */
+static int lock_set(int fd, int64_t batch_id, short type, bool wait)
+{
+	struct flock fl = {
+		.l_type = type,
+		.l_whence = SEEK_SET,
+		.l_start = batch_lock_offset(batch_id),
+		.l_len = 1,
+	};
+	int r;
+	do
+		r = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+bool batch_hold(const char *state_path, int64_t batch_id, int *fd_r)
+{
+	*fd_r = lock_open(state_path);
+	if (*fd_r < 0)
+		return false;
+	if (lock_set(*fd_r, batch_id, F_WRLCK, false) < 0) {
+		batch_hold_release(fd_r);
+		return false;
+	}
+	return true;
+}
+
+void batch_hold_release(int *fd)
+{
+	if (*fd < 0)
+		return;
+	close(*fd); /* drops the lock */
+	*fd = -1;
 }
 
 /* ---------- running ---------- */
@@ -849,11 +914,49 @@ int batch_each_user(const char *state_path, const char *name, batch_user_fn *fn,
 	return r;
 }
 
+/* Hold the batch's lock, shared, for as long as the pass runs (passes of
+ * one batch may run side by side: the pair locks keep them off each
+ * other's users).  A pass that gets it exclusively first knows that no
+ * other process runs the batch: users still marked running were left so
+ * by one that died, and become Interrupted (they are in this pass's
+ * queue; until their turn they are shown for what they are). */
+static int pass_lock_take(struct worker_shared *sh, struct state *st, int *fd_r,
+			  struct err *err)
+{
+	*fd_r = lock_open(sh->o->state_path);
+	if (*fd_r < 0)
+		return err_set(err, ERR_INTERNAL, "cannot create the lock file %s.lock: %s",
+			       sh->o->state_path, strerror(errno));
+	if (lock_set(*fd_r, sh->batch.id, F_WRLCK, false) == 0) {
+		for (size_t i = 0; i < sh->n_users; i++) {
+			struct batch_user_row *u = &sh->users[i];
+			if (!batch_status_is_running(u->status))
+				continue;
+			free(u->status);
+			u->status = xstrdup("Interrupted");
+			if (batch_store_user_update(st, sh->batch.id, u, err) < 0)
+				goto fail;
+		}
+		/* a lock converted on its own descriptor: never refused */
+		if (lock_set(*fd_r, sh->batch.id, F_RDLCK, false) == 0)
+			return 0;
+	} else if (errno == EAGAIN || errno == EACCES) {
+		/* another pass (or a reader, for a moment) holds it */
+		if (lock_set(*fd_r, sh->batch.id, F_RDLCK, true) == 0)
+			return 0;
+	}
+	err_set(err, ERR_INTERNAL, "cannot lock %s.lock: %s", sh->o->state_path, strerror(errno));
+fail:
+	batch_hold_release(fd_r);
+	return -1;
+}
+
 int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct err *err)
 {
 	struct worker_shared sh = { .o = o, .res = res };
 	struct state *st = NULL;
 	int r = -1;
+	int pass_fd = -1;
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_init(&sh.lock, NULL);
 
@@ -868,6 +971,8 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		err_hint(err, "run 'imapmig batch start %s' first", o->name);
 		goto out;
 	}
+	if (pass_lock_take(&sh, st, &pass_fd, err) < 0)
+		goto out;
 	/* A new pass clears an old stop request. */
 	if (batch_store_set_stop(st, sh.batch.id, false, err) < 0)
 		goto out;
@@ -951,6 +1056,9 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 	}
 	r = finish_status(st, &sh, res, err);
 out:
+	/* after the last status is written: a reader seeing the lock free
+	 * must find no status of this pass still running */
+	batch_hold_release(&pass_fd);
 	shared_release(&sh);
 	state_close(&st);
 	pthread_mutex_destroy(&sh.lock);

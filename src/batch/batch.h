@@ -18,7 +18,14 @@
  * killed and run again resumes: the sync engine never copies twice.
  *
  * Statuses (strings, as shown to people and in reports): Created Queued
- * Syncing Synced IncrementalSyncing Completing Completed Failed Stopped.
+ * Syncing Synced IncrementalSyncing Completing Completed Failed Stopped,
+ * and Interrupted: the process running the user's pass ended (killed,
+ * machine down) before the user was done; the next pass runs it again.
+ *
+ * While a pass runs, its process holds a shared lock on the batch's byte
+ * of <state>.lock (an OFD lock, dropped by the kernel however the process
+ * ends, SIGKILL included).  That tells a user really being worked on from
+ * one left "Syncing" by a dead process: see batch_hold().
  *
  * Events go to a callback, from worker threads: it must be thread-safe.
  */
@@ -142,5 +149,19 @@ int batch_request_stop(const char *state_path, const char *name, struct err *err
 
 /* The batch status from its users' statuses. */
 const char *batch_status_from_users(const char *const *statuses, size_t n, enum batch_pass pass);
+
+/* Syncing, IncrementalSyncing or Completing: a pass works on the user. */
+bool batch_status_is_running(const char *status);
+
+/* Take the batch's lock exclusively, without waiting, so that no pass can
+ * start while the caller reads statuses.  true with *fd_r set: no pass of
+ * the batch is running in any process, so a running status read now was
+ * left by a process that died (show it as Interrupted); release with
+ * batch_hold_release() soon (a pass starting meanwhile waits for it).
+ * false (*fd_r = -1): a pass is running, or the lock file cannot be
+ * opened; show the statuses as stored. */
+bool batch_hold(const char *state_path, int64_t batch_id, int *fd_r);
+/* Safe with -1; *fd becomes -1. */
+void batch_hold_release(int *fd);
 
 #endif

@@ -733,6 +733,14 @@ static int cmd_list(struct batch_args *a)
 	for (size_t i = 0; i < n; i++) {
 		char t[32];
 		fmt_time(rows[i].created, t, sizeof(t));
+		/* "Syncing" left by a killed pass: the status the report shows */
+		struct batch_report br;
+		if (batch_status_is_running(rows[i].status) &&
+		    batch_report_load(st, rows[i].name, &br, &err) == 1) {
+			free(rows[i].status);
+			rows[i].status = xstrdup(br.batch.status);
+			batch_report_release(&br);
+		}
 		if (a->json) {
 			struct buf b = BUF_INIT(0);
 			buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");

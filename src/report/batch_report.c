@@ -1,8 +1,10 @@
 #include "report/batch_report.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/batch.h"
 #include "util/mem.h"
 
 /* The endpoint lines from the stored settings ("source=..."). */
@@ -19,6 +21,33 @@ static char *config_value(const char *config, const char *key)
 	return xstrdup("");
 }
 
+/* No process runs a pass of the batch: users (and the batch) it left
+ * running are shown as Interrupted. */
+static void show_interrupted(struct batch_report *br)
+{
+	bool any = false;
+	for (size_t i = 0; i < br->n_users; i++) {
+		struct batch_user_row *u = &br->users[i];
+		if (batch_status_is_running(u->status)) {
+			free(u->status);
+			u->status = xstrdup("Interrupted");
+			any = true;
+		}
+	}
+	if (!any && !batch_status_is_running(br->batch.status))
+		return;
+	const char **sts = xcalloc(br->n_users + 1, sizeof(*sts));
+	for (size_t i = 0; i < br->n_users; i++)
+		sts[i] = br->users[i].status;
+	const char *status = batch_status_from_users(sts, br->n_users, BATCH_PASS_SYNC);
+	free(sts);
+	/* killed between users: none of them running, the pass unfinished */
+	if (batch_status_is_running(status))
+		status = "Interrupted";
+	free(br->batch.status);
+	br->batch.status = xstrdup(status);
+}
+
 int batch_report_load(struct state *st, const char *name, struct batch_report *br,
 		      struct err *err)
 {
@@ -26,11 +55,19 @@ int batch_report_load(struct state *st, const char *name, struct batch_report *b
 	int found = batch_store_get(st, name, &br->batch, err);
 	if (found <= 0)
 		return found;
+	/* Held while the users are read, so that no pass starts meanwhile:
+	 * with it, a running status can only be a dead process's leftover. */
+	int hold_fd;
+	bool idle = batch_hold(state_path(st), br->batch.id, &hold_fd);
 	if (batch_store_users(st, br->batch.id, &br->users, &br->n_users, err) < 0 ||
 	    batch_store_items(st, br->batch.id, &br->items, &br->n_items, err) < 0) {
+		batch_hold_release(&hold_fd);
 		batch_report_release(br);
 		return -1;
 	}
+	batch_hold_release(&hold_fd);
+	if (idle)
+		show_interrupted(br);
 	br->ru = xcalloc(br->n_users + 1, sizeof(*br->ru));
 	for (size_t i = 0; i < br->n_users; i++) {
 		const struct batch_user_row *u = &br->users[i];
