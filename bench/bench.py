@@ -11,6 +11,13 @@ Scenarios (each tool from an EMPTY target, a fresh target server):
   all       all users, 4 at a time
   noop      incremental pass right after 'all', nothing changed
   new       incremental pass after delivering new messages to the source
+
+Options for the network and the target (see bench/README.md):
+  --link rtt=40ms,rate=20mbit   every tool's traffic to each server goes
+                                through bench/linkproxy.py (delay + cap)
+  --target-no-literal-plus      the target offers no LITERAL+
+  --zlib                        both servers offer COMPRESS=DEFLATE
+  --imapmig-variant=ARGS        one more imapmig run with these options
 """
 
 import argparse
@@ -36,7 +43,8 @@ import harness  # noqa: E402
 import corpus  # noqa: E402
 
 CLK = os.sysconf('SC_CLK_TCK')
-# extra imapmig options for a run, e.g. BENCH_IMAPMIG_ARGS='--connections-per-user 3'
+# extra imapmig options for every imapmig run, e.g.
+# BENCH_IMAPMIG_ARGS='--connections-per-user 3' (split on white space)
 IMAPMIG_EXTRA = os.environ.get('BENCH_IMAPMIG_ARGS', '').split()
 JOBS = 4
 
@@ -49,9 +57,12 @@ def log(*a):
 # ------------------------------------------------------------ servers
 
 class BenchServer(harness.Server):
-    """A harness server with the bench's users instead of the test ones."""
+    """A harness server with the bench's users instead of the test ones.
+    tool_port: where the migrating tools connect (the link proxy's port
+    when a link is emulated, else imaps_port)."""
 
     bench_users = {}
+    tool_port = None
 
     def _write_config(self):
         self.users = dict(self.bench_users)
@@ -63,14 +74,100 @@ class BenchServer(harness.Server):
                     'default_vsz_limit = 1G\n')
 
 
+class LinkProxy:
+    """bench/linkproxy.py in front of one server: tools connect to .port.
+    The proxy exits when we stop it, or by itself when our end of its
+    stdin closes (this process gone, however it went)."""
+
+    def __init__(self, link, server, logpath):
+        args = []
+        if link.get('rtt') is not None:
+            args += ['--rtt', link['rtt']]
+        if link.get('rate') is not None:
+            args += ['--rate', link['rate']]
+        self.log = open(logpath, 'ab')
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, 'linkproxy.py')] + args +
+            ['--listen', harness.SERVER_ADDR,
+             's=%s:%d' % (harness.SERVER_ADDR, server.imaps_port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline()
+        try:
+            self.port = json.loads(line)['s']
+        except ValueError:
+            self.stop()
+            raise RuntimeError('linkproxy did not start (%s)' % logpath)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def parse_link(spec):
+    """'rtt=40ms,rate=20mbit' (either part optional) -> dict."""
+    link = {}
+    for part in [x for x in spec.split(',') if x]:
+        k, sep, v = part.partition('=')
+        if not sep or k not in ('rtt', 'rate') or not v:
+            raise SystemExit('--link: bad part %r (rtt=40ms,rate=20mbit)'
+                             % part)
+        link[k] = v
+    if not link:
+        raise SystemExit('--link: give rtt=..., rate=... or both')
+    return link
+
+
+def link_text(link):
+    if not link:
+        return None
+    return ', '.join('%s %s' % (k, link[k]) for k in ('rtt', 'rate')
+                     if k in link)
+
+
 class BenchEnv(harness.Env):
+    """link: None or {'rtt': '40ms', 'rate': '20mbit'}; zlib: both servers
+    offer COMPRESS=DEFLATE; target_literal_plus=False: targets without
+    LITERAL+."""
+
+    link = None
+    zlib = False
+    target_literal_plus = True
+
     def server(self, kind, start=True):
         self._n += 1
-        s = BenchServer(self, '%s%d' % (kind, self._n), kind)
+        s = BenchServer(self, '%s%d' % (kind, self._n), kind, zlib=self.zlib,
+                        literal_plus=(self.target_literal_plus
+                                      if kind == 'target' else True))
         self.servers.append(s)
+        s.tool_port = s.imaps_port
         if start:
             s.start()
+            if self.link:
+                if not hasattr(self, 'proxies'):
+                    self.proxies = {}
+                lp = LinkProxy(self.link, s, self.path('linkproxy.log'))
+                self.proxies[s.name] = lp
+                s.tool_port = lp.port
         return s
+
+    def unlink(self, server):
+        """Stop the link proxy in front of a server (before stopping it)."""
+        lp = getattr(self, 'proxies', {}).pop(server.name, None)
+        if lp:
+            lp.stop()
+
+    def close(self):
+        for name in list(getattr(self, 'proxies', {})):
+            self.proxies.pop(name).stop()
+        super().close()
 
     def issue_certs(self):
         """Server certs that also name 127.0.0.2 (DNS and IP SAN): mbsync
@@ -118,6 +215,13 @@ def instance_cpu(server):
     return total / CLK
 
 
+def tool_url(server, user):
+    """The URL a migrating tool gets: through the link proxy if any."""
+    from urllib.parse import quote
+    return 'imaps://%s@%s:%d' % (quote(user, safe=''), server.host,
+                                 server.tool_port)
+
+
 def user_home(server, user):
     return os.path.join(server.dir, 'home', user)
 
@@ -127,9 +231,10 @@ def user_home(server, user):
 class Run:
     """One measured run of a tool: one or more processes."""
 
-    def __init__(self, scenario, tool, label):
+    def __init__(self, scenario, tool, label, variant=''):
         self.scenario = scenario
         self.tool = tool
+        self.variant = variant      # extra imapmig options of this run
         self.label = label
         self.wall = 0.0
         self.cpu = 0.0
@@ -194,7 +299,7 @@ class Tools:
 
     # -- imapmig
 
-    def imapmig_cmds(self, tgt, users, key):
+    def imapmig_cmds(self, tgt, users, key, extra=()):
         cmds, envs = [], []
         for u in users:
             st = os.path.join(self.work, 'imapmig-state', key, u + '.db')
@@ -202,12 +307,13 @@ class Tools:
             cmds.append([self.imapmig, 'sync', '--ca-file', self.env.ca.cert,
                          '--resolve', self.src.resolve_arg(),
                          '--resolve', tgt.resolve_arg(), '--state', st,
-                         '--json'] + IMAPMIG_EXTRA + [self.src.url(u), tgt.url(u)])
+                         '--json'] + IMAPMIG_EXTRA + list(extra) +
+                        [tool_url(self.src, u), tool_url(tgt, u)])
             envs.append({'IMAPMIG_SOURCE_PASSWORD': self.src.users[u],
                          'IMAPMIG_TARGET_PASSWORD': tgt.users[u]})
         return cmds, envs
 
-    def imapmig_batch(self, tgt, users, key, phase):
+    def imapmig_batch(self, tgt, users, key, phase, extra=()):
         """imapmig batch (when it exists): one process, --jobs 4."""
         name = 'bench-' + key
         st = os.path.join(self.work, 'imapmig-state', key, 'batch.db')
@@ -223,13 +329,14 @@ class Tools:
                     u, u, self.src.users[u], u, tgt.users[u]))
         common = ['--state', st]
         if phase == 'initial':
-            src_url = 'imaps://%s:%d' % (self.src.host, self.src.imaps_port)
-            tgt_url = 'imaps://%s:%d' % (tgt.host, tgt.imaps_port)
+            src_url = 'imaps://%s:%d' % (self.src.host, self.src.tool_port)
+            tgt_url = 'imaps://%s:%d' % (tgt.host, tgt.tool_port)
             create = [self.imapmig, 'batch', 'create', name, '--source',
                       src_url, '--target', tgt_url, '--csv', csvp,
                       '--ca-file', self.env.ca.cert, '--resolve',
                       self.src.resolve_arg(), '--resolve', tgt.resolve_arg(),
-                      '--jobs', str(JOBS)] + IMAPMIG_EXTRA + common
+                      '--jobs', str(JOBS)] + IMAPMIG_EXTRA + list(extra) + \
+                common
             p = subprocess.run(create, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
             if p.returncode != 0:
@@ -248,7 +355,7 @@ class Tools:
             for side, s in (('src', self.src), ('tgt', tgt)):
                 lines += ['IMAPAccount %s-%s' % (side, u),
                           'Host %s' % harness.SERVER_ADDR,
-                          'Port %d' % s.imaps_port,
+                          'Port %d' % s.tool_port,
                           'User %s' % u,
                           'Pass "%s"' % s.users[u],
                           'SSLType IMAPS',
@@ -301,7 +408,7 @@ class Tools:
                     'imapc_features = rfc822.size fetch-headers\n'
                     'mail_prefetch_count = 20\n'
                     'mail_fsync = never\n' % (
-                        tgt.conf, harness.SERVER_ADDR, self.src.imaps_port,
+                        tgt.conf, harness.SERVER_ADDR, self.src.tool_port,
                         self.env.ca.cert))
         return conf
 
@@ -411,13 +518,15 @@ def table(runs):
     rows = ['| ' + ' | '.join(head) + ' |',
             '|' + '|'.join('---' for _ in head) + '|']
     base = {}
+    def is_base(r):
+        return r.tool == 'imapmig' and not r.variant
     for r in runs:
-        if r.tool == 'imapmig':
+        if is_base(r):
             base[r.scenario] = r.wall
     for r in runs:
         b = base.get(r.scenario)
         ratio = '%.2f×' % (r.wall / b) if b and r.wall and \
-            r.tool != 'imapmig' else ('1.00×' if r.tool == 'imapmig' else '-')
+            not is_base(r) else ('1.00×' if is_base(r) else '-')
         mps = r.messages / r.wall if r.wall and r.messages else None
         mbs = r.bytes / 1e6 / r.wall if r.wall and r.bytes else None
         ok = {True: 'yes', False: 'NO', None: '-'}[r.verified]
@@ -486,7 +595,29 @@ def main():
     ap.add_argument('--out', help='results dir (default bench/results for '
                     'full runs, the cache for quick ones)')
     ap.add_argument('--keep', action='store_true', help='keep the temp dir')
+    ap.add_argument('--link', metavar='rtt=40ms,rate=20mbit',
+                    help='emulate a slow / distant link between the '
+                    'migrating tools and each server (bench/linkproxy.py): '
+                    'round-trip delay and/or bandwidth per direction')
+    ap.add_argument('--target-no-literal-plus', action='store_true',
+                    help='target Dovecot without LITERAL+ (Exchange-like)')
+    ap.add_argument('--zlib', action='store_true',
+                    help='both Dovecots offer COMPRESS=DEFLATE (implied by '
+                    '--compress in the imapmig options)')
+    ap.add_argument('--imapmig-variant', action='append', default=[],
+                    metavar='ARGS', help='one more imapmig run per scenario '
+                    'with these extra options, e.g. --imapmig-variant='
+                    '--compress (repeatable)')
+    ap.add_argument('--tag', help='results file name: DATE-TAG.md instead '
+                    'of DATE-HOST.md')
     a = ap.parse_args()
+    link = parse_link(a.link) if a.link else None
+    variants = [v.split() for v in a.imapmig_variant]
+    if not a.zlib and any('--compress' in v for v in
+                          variants + [IMAPMIG_EXTRA]):
+        log('--compress asked for: both servers offer COMPRESS=DEFLATE '
+            '(--zlib)')
+        a.zlib = True
     quick = a.mode == 'quick'
     defaults = dict(users=2, messages=300, size_mb=8, big_mb=5, new=30) \
         if quick else dict(users=10, messages=30000, size_mb=1500,
@@ -496,6 +627,12 @@ def main():
             setattr(a, k, v)
     load_start = [round(x, 2) for x in os.getloadavg()]
     tools = [t for t in a.tools.split(',') if t]
+    # (tool, extra imapmig options): each variant right after imapmig
+    entries = []
+    for t in tools:
+        entries.append((t, []))
+        if t == 'imapmig':
+            entries += [('imapmig', v) for v in variants]
     scen = set(a.scenarios.split(','))
     imapmig = os.environ.get('IMAPMIG') or os.path.join(REPO, 'build-bench',
                                                         'imapmig')
@@ -518,6 +655,9 @@ def main():
         man['generate_seconds']))
 
     BenchServer.bench_users = {u: corpus.user_password(u) for u in users}
+    BenchEnv.link = link
+    BenchEnv.zlib = a.zlib
+    BenchEnv.target_literal_plus = not a.target_no_literal_plus
     env = BenchEnv(keep=a.keep)
     env.issue_certs()
     work = env.path('work')
@@ -541,13 +681,15 @@ def main():
         'ceiling': 'ceiling (doveadm import, no IMAP)',
     }
 
-    def measure(scenario, tool, tgt, run_users, key, phase='initial'):
+    def measure(scenario, tool, tgt, run_users, key, phase='initial',
+                extra=()):
         label = labels[tool]
         if tool == 'imapmig':
             cmds = None
             if len(run_users) > 1 and T.has_batch:
                 try:
-                    cmds = T.imapmig_batch(tgt, run_users, key, phase)
+                    cmds = T.imapmig_batch(tgt, run_users, key, phase,
+                                           extra)
                     envs = None
                     label = 'imapmig batch (--jobs %d)' % JOBS
                 except RuntimeError as e:
@@ -555,9 +697,11 @@ def main():
                         len(run_users), e))
                     T.has_batch = False
             if cmds is None:
-                cmds, envs = T.imapmig_cmds(tgt, run_users, key)
+                cmds, envs = T.imapmig_cmds(tgt, run_users, key, extra)
                 if len(run_users) > 1:
                     label = 'imapmig sync x%d (-P%d)' % (len(run_users), JOBS)
+            if extra:
+                label += ' ' + ' '.join(extra)
         elif tool == 'mbsync':
             cmds, envs = T.mbsync_cmds(tgt, run_users, key), None
         elif tool == 'dsync':
@@ -566,7 +710,7 @@ def main():
             cmds, envs = T.ceiling_cmds(tgt, run_users), None
         if len(run_users) > 1 and tool != 'imapmig':
             label += ' (-P%d)' % JOBS
-        r = Run(scenario, tool, label)
+        r = Run(scenario, tool, label, ' '.join(extra))
         log('%s: %s ...' % (scenario, label))
         (r.wall, r.cpu, r.maxrss_kib, r.rcs, r.src_cpu,
          r.tgt_cpu) = run_procs(cmds, logs, '%s-%s' % (key, phase), src,
@@ -589,27 +733,39 @@ def main():
                 r.scenario, r.tool, len(probs), probs[:3]))
 
     # ---- scenario: the large user, each tool from an empty target
+    def key_of(tool, extra):
+        return tool + ''.join('_' + re.sub(r'[^\w]+', '', x) for x in extra)
+
     if 'large' in scen:
-        for tool in tools:
+        for tool, extra in entries:
             tgt = env.server('target')
-            r = measure('large (%s)' % big, tool, tgt, [big],
-                        'large-' + tool)
+            key = 'large-' + key_of(tool, extra)
+            r = measure('large (%s)' % big, tool, tgt, [big], key,
+                        extra=extra)
             fill(r, [big], src_status)
             check(r, tgt, [big], src_status)
+            if 'noop' in scen and 'all' not in scen and tool != 'ceiling':
+                # no 'all' scenario to follow: the no-change pass on the
+                # large user's target
+                r = measure('incremental, no change (%s)' % big, tool, tgt,
+                            [big], key, phase='noop', extra=extra)
+                check(r, tgt, [big], src_status)
+            env.unlink(tgt)
             tgt.stop(fast=True)
             shutil.rmtree(tgt.dir, ignore_errors=True)
 
     # ---- scenario: all users; then the incremental passes
     targets = {}
     if 'all' in scen:
-        for tool in tools:
+        for tool, extra in entries:
+            ek = key_of(tool, extra)
             tgt = env.server('target')
-            targets[tool] = tgt
+            targets[ek] = (tool, extra, tgt)
             r = measure('all %d users' % len(users), tool, tgt, users,
-                        'all-' + tool)
+                        'all-' + ek, extra=extra)
             fill(r, users, src_status)
             check(r, tgt, users, src_status)
-            if tool == 'imapmig':
+            if tool == 'imapmig' and not extra:
                 small = users[-1]
                 d = hash_check(src, tgt, small)
                 r.notes.append('hash check %s: %s' % (
@@ -620,12 +776,13 @@ def main():
                     small, 'equal' if not d else d[:3]))
             if 'noop' in scen and tool != 'ceiling':
                 r = measure('incremental, no change', tool, tgt, users,
-                            'all-' + tool, phase='noop')
+                            'all-' + ek, phase='noop', extra=extra)
                 check(r, tgt, users, src_status)
             if tool == 'ceiling' or 'new' not in scen:
+                env.unlink(tgt)
                 tgt.stop(fast=True)
                 shutil.rmtree(tgt.dir, ignore_errors=True)
-                targets.pop(tool, None)
+                targets.pop(ek, None)
 
     if 'new' in scen and targets:
         # deliver new messages (MDA style, Maildir new/) spread over users
@@ -639,15 +796,13 @@ def main():
             src.doveadm('mailbox', 'status', '-u', u, 'messages', '*')
         src_status2 = {u: status(src, u) for u in users}
         log('delivered %d new messages (%.1f MB)' % (a.new, nbytes / 1e6))
-        for tool in tools:
-            tgt = targets.get(tool)
-            if tgt is None:
-                continue
+        for ek, (tool, extra, tgt) in list(targets.items()):
             r = measure('incremental, %d new' % a.new, tool, tgt, users,
-                        'all-' + tool, phase='new')
+                        'all-' + ek, phase='new', extra=extra)
             r.messages = a.new
             r.bytes = nbytes
             check(r, tgt, users, src_status2)
+            env.unlink(tgt)
             tgt.stop(fast=True)
             shutil.rmtree(tgt.dir, ignore_errors=True)
 
@@ -692,6 +847,7 @@ def main():
         perf_txt = ('### perf record -a during one more large-user imapmig '
                     'sync (whole machine: other load shows too)\n\n' +
                     '\n'.join(parts))
+        env.unlink(tgt)
         tgt.stop(fast=True)
 
     # ---- report
@@ -708,6 +864,10 @@ def main():
                                    man['users'][big]['largest']}
     m['load_seconds'] = round(t_load, 1)
     m['link_seconds'] = round(t_link, 1)
+    m['options'] = {'link': link, 'zlib': a.zlib,
+                    'target_literal_plus': not a.target_no_literal_plus,
+                    'imapmig_args': IMAPMIG_EXTRA,
+                    'imapmig_variants': variants}
     when = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     md = ['# imapmig benchmark, %s%s' % (when, ' (quick)' if quick else ''),
           '',
@@ -723,6 +883,16 @@ def main():
               man['real_messages'], big, man['users'][big]['messages'],
               man['users'][big]['bytes'] / 1e6,
               man['users'][big]['largest'] / 1e6),
+          '- network: %s' % (
+              ('emulated link %s (bench/linkproxy.py; one link per server, '
+               'each direction capped separately; dsync crosses only the '
+               'source link, the ceiling none)' % link_text(link))
+              if link else 'loopback, no emulated link'),
+          '- target: %s; COMPRESS=DEFLATE offered: %s; imapmig options: '
+          '%s' % ('no LITERAL+ (synchronising literals)'
+                  if a.target_no_literal_plus else 'LITERAL+',
+                  'yes (zlib, imap_zlib on both)' if a.zlib else 'no',
+                  ' '.join(IMAPMIG_EXTRA) or '(none)'),
           '- load average before / after: %s / %s (other work on the '
           'machine shows in wall times)' % (
               ' '.join(map(str, m['loadavg_start'])),
@@ -746,7 +916,7 @@ def main():
                     os.path.join(HERE, 'results'))
     os.makedirs(out, exist_ok=True)
     stem = '%s-%s' % (datetime.datetime.now().strftime('%Y-%m-%d'),
-                      m['host'])
+                      a.tag or m['host'])
     with open(os.path.join(out, stem + '.md'), 'w') as f:
         f.write(text + '\n')
     with open(os.path.join(out, stem + '.json'), 'w') as f:
