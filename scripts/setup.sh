@@ -3,6 +3,7 @@
 # Idempotent: apt is only called when a package is missing.  Shared by
 # scripts/test.sh, scripts/demo.sh and .ci/run.
 set -euo pipefail
+"$(dirname "$0")/cyrus-setup.sh"  # Cyrus IMAP unpacked for test_sync_cyrus (conflicts with dovecot-imapd)
 
 PACKAGES=(
 	build-essential cmake pkg-config clang
