@@ -609,6 +609,20 @@ static void fill_user_opts(struct worker_shared *sh, const struct batch_user_row
 	*tkey_r = endpoint_key(sh->target_tls, u->target_user, sh->target_host, sh->target_port);
 }
 
+/* The trace of the worker's current user (w->email is set for as long
+ * as its connections live). */
+static void trace_source(void *ctx, char dir, const uint8_t *data, size_t len)
+{
+	struct worker *w = ctx;
+	w->sh->o->trace(w->sh->o->trace_ctx, w->email, SIDE_SOURCE, dir, data, len);
+}
+
+static void trace_target(void *ctx, char dir, const uint8_t *data, size_t len)
+{
+	struct worker *w = ctx;
+	w->sh->o->trace(w->sh->o->trace_ctx, w->email, SIDE_TARGET, dir, data, len);
+}
+
 static void run_user(struct worker *w, struct batch_user_row *u)
 {
 	struct worker_shared *sh = w->sh;
@@ -638,6 +652,12 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 	fill_user_opts(sh, u, &so.source, &so.target, &so.rules, &skey, &tkey);
 	so.source_key = skey;
 	so.target_key = tkey;
+	if (sh->o->trace) {
+		so.source.trace = trace_source;
+		so.source.trace_ctx = w;
+		so.target.trace = trace_target;
+		so.target.trace_ctx = w;
+	}
 
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);

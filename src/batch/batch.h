@@ -113,6 +113,12 @@ struct batch_run_opts {
 	void *event_ctx;
 	bool (*should_stop)(void *ctx); /* e.g. Ctrl-C; NULL = never */
 	void *stop_ctx;
+	/* --debug: protocol trace of every user's connections, passwords
+	 * masked, in chunks as sent/read (see imap_trace_fn); called from
+	 * worker and engine threads.  NULL = none. */
+	void (*trace)(void *ctx, const char *user, enum side side, char dir, const uint8_t *data,
+		      size_t len);
+	void *trace_ctx;
 };
 
 struct batch_result {

@@ -12,6 +12,7 @@
 
 #include "batch/batch.h"
 #include "cli/cli.h"
+#include "cli/endpoint.h"
 #include "report/batch_report.h"
 #include "report/progress.h"
 #include "report/report.h"
@@ -40,7 +41,9 @@ static const char batch_usage[] =
 	"  list [--json]\n"
 	"\n"
 	"Every command takes --state PATH (default $XDG_STATE_HOME/imapmig/state.db)\n"
-	"and --help.  'imapmig batch create --help' lists the batch's options.\n";
+	"and --help.  'imapmig batch create --help' lists the batch's options.\n"
+	"start, sync, complete and run take --debug: the IMAP protocol on stderr, each\n"
+	"line labelled with the user and its connection (passwords hidden).\n";
 
 static const char create_usage[] =
 	"usage: imapmig batch create NAME --source URL --target URL --csv FILE [options]\n"
@@ -76,7 +79,7 @@ enum {
 	O_SOURCE = 256, O_TARGET, O_CSV, O_CA, O_RESOLVE, O_PLAIN, O_INSECURE, O_TIMEOUT,
 	O_SADMIN, O_TADMIN, O_STYLE, O_SPW, O_TPW, O_INCLUDE, O_EXCLUDE, O_MAP, O_MAXSIZE,
 	O_MAXITEMS, O_PRESET, O_JOBS, O_MAXCONN, O_START_AFTER, O_NOTIFY, O_SMTP, O_SMTP_PW,
-	O_SMTP_FROM, O_STATE, O_JSON, O_FORMAT, O_OUTPUT, O_EVERY, O_HELP, O_CONNS,
+	O_SMTP_FROM, O_STATE, O_JSON, O_FORMAT, O_OUTPUT, O_EVERY, O_HELP, O_CONNS, O_DEBUG,
 };
 
 static const struct option batch_options[] = {
@@ -113,6 +116,7 @@ static const struct option batch_options[] = {
 	{ "output", required_argument, NULL, O_OUTPUT },
 	{ "every", required_argument, NULL, O_EVERY },
 	{ "help", no_argument, NULL, O_HELP },
+	{ "debug", no_argument, NULL, O_DEBUG },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -120,6 +124,7 @@ struct batch_args {
 	const char *cmd, *name;
 	const char *csv, *state, *format, *output;
 	bool json;
+	bool debug;
 	long every_s;
 	struct batch_config cfg;
 };
@@ -285,6 +290,7 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
 		case O_SMTP_FROM: free(k->smtp_from); k->smtp_from = xstrdup(optarg); break;
 		case O_STATE: a->state = optarg; break;
 		case O_JSON: a->json = true; break;
+		case O_DEBUG: a->debug = true; break;
 		case O_FORMAT: a->format = optarg; break;
 		case O_OUTPUT: a->output = optarg; break;
 		case O_EVERY:
@@ -506,6 +512,14 @@ out_state:
 	state_close(&st);
 }
 
+/* --debug: each line labelled with the user and its connection. */
+static void trace(void *ctx, const char *user, enum side side, char dir, const uint8_t *data,
+		  size_t len)
+{
+	(void)ctx;
+	cli_trace_side(user, side, dir, data, len);
+}
+
 static int run_pass(struct batch_args *a, enum batch_pass pass)
 {
 	char *owned = NULL;
@@ -549,6 +563,7 @@ static int run_pass(struct batch_args *a, enum batch_pass pass)
 		.event = on_batch_event,
 		.event_ctx = &po,
 		.should_stop = cli_stop_requested,
+		.trace = a->debug ? trace : NULL,
 	};
 	struct batch_result res;
 	int r = batch_run(&o, &res, &err);

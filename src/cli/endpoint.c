@@ -1,7 +1,12 @@
 #include "cli/endpoint.h"
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "util/mem.h"
 #include "util/secret.h"
@@ -53,19 +58,113 @@ void endpoint_release(struct endpoint *ep)
 	imap_url_release(&ep->url);
 }
 
+/* --debug.  Several connections trace at once (--connections-per-user,
+ * batch --jobs), so every line carries the connection's label and goes
+ * out whole.  The trace hook names no connection (its ctx is the side's
+ * name), but each connection is driven by one thread and a thread drives
+ * one connection per side (the engine gives each extra connection pair a
+ * thread; a batch worker runs one user at a time): the thread's number,
+ * given at its first trace, names the connection pair.  Hence this
+ * per-thread state (and one process-wide counter), the only such state
+ * in imapmig.  Connection 1 is "source"/"target", as with a single one;
+ * the others "source#2", "target#2", ... */
+#define TRACE_CARRY 2048
+
+struct trace_thread {
+	unsigned no;
+	/* [side][dir]: the start of a line the next read or write ends */
+	char carry[2][2][TRACE_CARRY];
+	size_t carry_len[2][2];
+};
+
+static _Thread_local struct trace_thread trace_tls;
+static atomic_uint trace_threads;
+
+/* One line, "LABEL DIR TEXT\n", in one write under stderr's lock:
+ * lines of other threads (and other stderr output) never cut into it. */
+static void trace_put(const char *who, const char *side, unsigned no, char dir,
+		      const char *head, size_t head_len, const char *text, size_t len)
+{
+	char label[400];
+	int n;
+	if (no > 1)
+		n = snprintf(label, sizeof(label), "%s%s%s#%u %c ", who ? who : "",
+			     who ? " " : "", side, no, dir);
+	else
+		n = snprintf(label, sizeof(label), "%s%s%s %c ", who ? who : "", who ? " " : "",
+			     side, dir);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(label))
+		n = (int)sizeof(label) - 1;
+	struct iovec iov[4] = {
+		{ label, (size_t)n },
+		{ (void *)head, head_len },
+		{ (void *)text, len },
+		{ (void *)"\n", 1 },
+	};
+	struct iovec *v = iov;
+	int nv = 4;
+	flockfile(stderr);
+	fflush(stderr); /* whatever stdio holds goes first */
+	while (nv > 0) {
+		ssize_t w = writev(STDERR_FILENO, v, nv);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break; /* stderr gone: nothing to tell anyone */
+		/* a short write (a pipe, a huge literal): go on after it */
+		while (nv > 0 && (size_t)w >= v->iov_len) {
+			w -= (ssize_t)v->iov_len;
+			v++;
+			nv--;
+		}
+		if (nv > 0) {
+			v->iov_base = (char *)v->iov_base + w;
+			v->iov_len -= (size_t)w;
+		}
+	}
+	funlockfile(stderr);
+}
+
+void cli_trace_side(const char *who, enum side side, char dir, const uint8_t *data,
+		    size_t len)
+{
+	struct trace_thread *t = &trace_tls;
+	if (!t->no)
+		t->no = atomic_fetch_add(&trace_threads, 1) + 1;
+	const char *name = side_name(side);
+	int si = side == SIDE_TARGET, di = dir == '<';
+	char *carry = t->carry[si][di];
+	size_t *carry_len = &t->carry_len[si][di];
+	const char *p = (const char *)data;
+	size_t start = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] != '\n')
+			continue;
+		size_t end = i;
+		if (end > start && p[end - 1] == '\r')
+			end--;
+		else if (end == start && *carry_len && carry[*carry_len - 1] == '\r')
+			(*carry_len)--; /* CR at the end of the last chunk */
+		trace_put(who, name, t->no, dir, carry, *carry_len, p + start, end - start);
+		*carry_len = 0;
+		start = i + 1;
+	}
+	/* the rest waits for its end of line; a line too long to keep goes
+	 * out as it is */
+	size_t rest = len - start;
+	if (*carry_len + rest > TRACE_CARRY) {
+		trace_put(who, name, t->no, dir, carry, *carry_len, p + start, rest);
+		*carry_len = 0;
+	} else {
+		memcpy(carry + *carry_len, p + start, rest);
+		*carry_len += rest;
+	}
+}
+
 void cli_trace(void *ctx, char dir, const uint8_t *data, size_t len)
 {
 	const char *who = ctx;
-	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && data[i] != '\n')
-			continue;
-		size_t end = i;
-		if (end > start && data[end - 1] == '\r')
-			end--;
-		if (end > start || i < len)
-			fprintf(stderr, "%s %c %.*s\n", who, dir, (int)(end - start),
-				(const char *)data + start);
-		start = i + 1;
-	}
+	cli_trace_side(NULL, who && who[0] == 't' ? SIDE_TARGET : SIDE_SOURCE, dir, data, len);
 }
