@@ -245,6 +245,8 @@ def dovecot_to_cyrus(env, ck, src, cyr, what='Dovecot -> Cyrus'):
     if not ck.eq(r.rc, 0, '%s: incremental sync exits 0' % what):
         show(r, cyr, 'alice')
     ck.eq(summary_counts(r)[0], 1, '%s: incremental copies 1 message' % what)
+    ck.eq((r.summary or {}).get('flags_updated'), 1,
+          '%s: incremental updates the flags of 1 message' % what)
     exp = remap(dovecot_oracle(src, 'alice'),
                 lambda n: to_cyrus_name(cyr, n))
     compare(ck, exp, C.fetch_all(cyr, 'alice'),
@@ -332,6 +334,9 @@ def cyrus_to_dovecot(env, ck, cyr, tgt, what='Cyrus -> Dovecot'):
     if not ck.eq(r.rc, 0, '%s: incremental sync exits 0' % what):
         show(r, cyr, USER2)
     ck.eq(summary_counts(r)[0], 1, '%s: incremental copies 1 message' % what)
+    # Cyrus as source: CONDSTORE (UID FETCH ... CHANGEDSINCE) finds them
+    ck.eq((r.summary or {}).get('flags_updated'), 2,
+          '%s: incremental updates the flags of 2 messages' % what)
     exp = remap(C.fetch_all(cyr, USER2), lambda n: from_cyrus_name(cyr, n))
     compare(ck, exp, dovecot_oracle(tgt, USER2),
             '%s: flag changes and the new message arrived' % what)
