@@ -495,8 +495,10 @@ def machine():
         'kernel': platform.release(),
         'dovecot': cmd('dovecot', '--version'),
         'mbsync': ver.splitlines()[0] if ver else '?',
-        'imapmig_rev': cmd('git', '-C', REPO, 'rev-parse', '--short',
-                           'HEAD'),
+        # IMAPMIG_REV: the commit an IMAPMIG=path binary was built from
+        # (the repo's HEAD may have moved on since)
+        'imapmig_rev': os.environ.get('IMAPMIG_REV') or cmd(
+            'git', '-C', REPO, 'rev-parse', '--short', 'HEAD'),
         'python': platform.python_version(),
     }
 

@@ -8,7 +8,8 @@
 #                --new N --seed N --tools imapmig,mbsync,dsync,ceiling
 #                --scenarios large,all,noop,new --perf --keep --out DIR
 #
-# Environment: IMAPMIG=path (skip the Release build), BENCH_CACHE=dir (the
+# Environment: IMAPMIG=path (skip the Release build; IMAPMIG_REV=commit it
+# was built from, for the report), BENCH_CACHE=dir (the
 # generated corpus, default bench/.cache), IMAPMIG_SHARED (shared/ corpus).
 # Runs as root on Debian 12: installs what it needs (scripts/setup.sh,
 # isync; linux-perf when --perf is asked for).  Results: bench/results/
