@@ -882,6 +882,10 @@ struct imap_client *imap_client_connect(const struct imap_client_opts *o, struct
 	if (c->trace)
 		conn_set_trace(c->conn, trace_filter, c);
 	conn_set_drain(c->conn, drain, c);
+	/* Every wait for a reply reads through conn, which sends what is
+	 * corked first; so pipelined commands and streamed APPENDs leave in
+	 * full TLS records. */
+	conn_set_cork(c->conn, true);
 
 	c->parser = imap_parser_new(NULL, &parser_cb, c);
 

@@ -104,7 +104,18 @@ struct conn {
 	uint8_t *zin_buf; /* compressed bytes read, not yet inflated */
 	uint8_t *zout_buf;
 	bool zin_eof;
+
+	/* Corked output (conn_set_cork): plain bytes not yet written, so a
+	 * command line, a message and the CRLF after it leave in a few full
+	 * TLS records instead of one small record (and TCP segment, and
+	 * server wake-up) per conn_write. */
+	bool cork;
+	bool flushing; /* in flush_out: a drain's read must not flush again */
+	uint8_t *out_buf;
+	size_t out_len;
 };
+
+static int flush_out(struct conn *c, struct err *err);
 
 static int64_t now_ms(void)
 {
@@ -815,6 +826,8 @@ int conn_starttls(struct conn *c, struct err *err)
 		return closed_error(c, err, "starting TLS");
 	if (c->ssl)
 		return err_set(err, ERR_INTERNAL, "STARTTLS on %s: TLS is already on", c->where);
+	if (flush_out(c, err) < 0)
+		return -1;
 	if ((!c->ctx && make_ctx(c, err) < 0) || tls_handshake(c, err) < 0) {
 		drop(c);
 		return -1;
@@ -888,10 +901,15 @@ static ssize_t raw_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms
 }
 
 #define ZBUF 65536
+/* Corked bytes kept before a write: four full TLS records. */
+#define CORK_MAX (64 * 1024)
 
 ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms, struct err *err)
 {
 	ssize_t n;
+	/* whatever we wait for may depend on what we have not sent yet */
+	if (c->out_len && !c->flushing && flush_out(c, err) < 0)
+		return -1;
 	if (!c->compress) {
 		n = raw_read(c, buf, len, timeout_ms, err);
 	} else {
@@ -930,6 +948,9 @@ ssize_t conn_read(struct conn *c, uint8_t *buf, size_t len, int timeout_ms, stru
 
 int conn_compress_start(struct conn *c, struct err *err)
 {
+	/* what was written before the server's OK goes out uncompressed */
+	if (flush_out(c, err) < 0)
+		return -1;
 	if (c->compress)
 		return 0;
 	memset(&c->zin, 0, sizeof(c->zin));
@@ -963,6 +984,8 @@ int conn_wait_readable(struct conn *c, int timeout_ms, struct err *err)
 
 	if (c->fd < 0)
 		return closed_error(c, err, "receiving");
+	if (c->out_len && !c->flushing && flush_out(c, err) < 0)
+		return -1;
 	if (conn_has_buffered(c))
 		return 1;
 	int w = wait_fd(c->fd, POLLIN, now_ms() + tmo, NULL);
@@ -979,10 +1002,9 @@ void conn_set_drain(struct conn *c, conn_drain_fn *fn, void *ctx)
 
 static int raw_write(struct conn *c, const void *data, size_t len, struct err *err);
 
-int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
+/* Put bytes on the wire now: deflated first when COMPRESS is on. */
+static int write_out(struct conn *c, const void *data, size_t len, struct err *err)
 {
-	if (c->trace && len)
-		c->trace(c->trace_ctx, '>', data, len);
 	if (!c->compress)
 		return raw_write(c, data, len, err);
 	/* Deflate it all, then a sync flush: a command must reach the
@@ -1000,6 +1022,47 @@ int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
 		if (c->zout.avail_in == 0 && c->zout.avail_out != 0)
 			return 0;
 	}
+}
+
+static int flush_out(struct conn *c, struct err *err)
+{
+	if (!c->out_len)
+		return 0;
+	c->flushing = true;
+	int r = write_out(c, c->out_buf, c->out_len, err);
+	c->flushing = false;
+	c->out_len = 0;
+	return r;
+}
+
+int conn_flush(struct conn *c, struct err *err)
+{
+	return flush_out(c, err);
+}
+
+void conn_set_cork(struct conn *c, bool on)
+{
+	c->cork = on;
+	if (on && !c->out_buf)
+		c->out_buf = xmalloc(CORK_MAX);
+}
+
+int conn_write(struct conn *c, const void *data, size_t len, struct err *err)
+{
+	if (c->trace && len)
+		c->trace(c->trace_ctx, '>', data, len);
+	if (!c->cork || c->flushing) {
+		if (c->out_len && !c->flushing && flush_out(c, err) < 0)
+			return -1;
+		return write_out(c, data, len, err);
+	}
+	if (c->out_len + len > CORK_MAX && flush_out(c, err) < 0)
+		return -1;
+	if (len >= CORK_MAX)
+		return write_out(c, data, len, err);
+	memcpy(c->out_buf + c->out_len, data, len);
+	c->out_len += len;
+	return 0;
 }
 
 static int raw_write(struct conn *c, const void *data, size_t len, struct err *err)
@@ -1143,6 +1206,7 @@ void conn_close(struct conn **cp)
 	}
 	free(c->zin_buf);
 	free(c->zout_buf);
+	free(c->out_buf);
 	free(c->host);
 	free(c->ca_file);
 	free(c);

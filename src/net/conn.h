@@ -95,6 +95,14 @@ void conn_set_drain(struct conn *c, conn_drain_fn *fn, void *ctx);
  * timeout applies to each period without progress.  0 or -1 with err. */
 int conn_write(struct conn *c, const void *data, size_t len, struct err *err);
 
+/* Corked, conn_write() may keep up to 64 KB in a buffer instead of
+ * writing at once; the buffer goes out when it fills, on conn_flush(),
+ * and before conn_read()/conn_wait_readable() wait (what we wait for may
+ * depend on it).  Many small writes then leave as a few full TLS records:
+ * fewer syscalls, segments and wake-ups on both ends.  Off by default. */
+void conn_set_cork(struct conn *c, bool on);
+int conn_flush(struct conn *c, struct err *err);
+
 /* Observe plain-text traffic (for --verbose protocol traces); dir is '<'
  * for received, '>' for sent (each piece once it is on the wire, so a
  * large write shows as several pieces).  The callback must not call back
