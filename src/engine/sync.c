@@ -189,6 +189,21 @@ static void count_handled(struct sync_run *run, const char *folder, uint64_t msg
 	pthread_mutex_unlock(&sh->lock);
 }
 
+/* Take back what count_handled() counted for messages that will be
+ * handled again (a refused MULTIAPPEND goes over the folder once more),
+ * so progress never runs past its total. */
+static void uncount_handled(struct folder_run *fr, uint64_t msgs, uint64_t bytes)
+{
+	struct sync_shared *sh = fr->run->sh;
+	pthread_mutex_lock(&sh->lock);
+	sh->handled_msgs -= msgs < sh->handled_msgs ? msgs : sh->handled_msgs;
+	sh->handled_bytes -= bytes < sh->handled_bytes ? bytes : sh->handled_bytes;
+	sh->bytes_at_last_event = sh->handled_bytes;
+	pthread_mutex_unlock(&sh->lock);
+	fr->handled_msgs -= msgs < fr->handled_msgs ? msgs : fr->handled_msgs;
+	fr->handled_bytes -= bytes < fr->handled_bytes ? bytes : fr->handled_bytes;
+}
+
 static void handled(struct sync_run *run, const char *folder, uint64_t size)
 {
 	count_handled(run, folder, 1, size);
@@ -920,13 +935,17 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 	 * APPEND per message: pending intents are matched by fingerprint
 	 * first, so what did get stored is not copied twice. */
 	size_t group_failed = 0;
+	uint64_t group_failed_bytes = 0;
 	for (size_t i = 0; multi && i < fr->n_items; i++) {
 		struct copy_item *it = &fr->items[i];
 		if (it->answered && !it->ok && fr->groups[it->group].n > 1) {
 			it->answered = false; /* result unknown: leave it pending */
 			group_failed++;
+			group_failed_bytes += it->size;
 		}
 	}
+	if (group_failed)
+		uncount_handled(fr, group_failed, group_failed_bytes);
 
 	/* 3. record results */
 	size_t over_quota = 0;

@@ -374,6 +374,14 @@ def cyrus_refusals(env, ck, cyr, what='Cyrus refusals'):
     ck.eq(r.rc, 1, '%s: sync exits 1 (a message failed)' % what)
     ck.eq(summary_counts(r), (5, 1, []),
           '%s: 5 copied, 1 failed, no folder/account errors' % what)
+    totals = [e for e in r.events if e.get('event') == 'totals']
+    prog = [e for e in r.events if e.get('event') == 'progress']
+    ck.ok(totals and prog and
+          max(e['count'] for e in prog) <= totals[-1]['count'] and
+          max(e['bytes'] for e in prog) <= totals[-1]['bytes'],
+          '%s: progress never passes its total after the MULTIAPPEND '
+          'fallback (totals %s, last progress %s)' % (
+              what, totals[-1:], prog[-1:]))
     failed = [e for e in r.events if e.get('event') == 'message_failed']
     ck.ok(len(failed) == 1 and failed[0].get('subject') == 'bad header' and
           'invalid header' in failed[0].get('text', ''),
