@@ -87,6 +87,8 @@ char *batch_config_serialize(const struct batch_config *c)
 	put(&b, "max-connections", num);
 	snprintf(num, sizeof(num), "%u", c->connections_per_user);
 	put(&b, "connections-per-user", num);
+	snprintf(num, sizeof(num), "%u", c->append_connections);
+	put(&b, "append-connections", num);
 	put_list(&b, "notify", &c->notify);
 	put(&b, "smtp", c->smtp_url);
 	put(&b, "smtp-password-file", c->smtp_password_file);
@@ -150,6 +152,7 @@ int batch_config_parse(const char *text, struct batch_config *c, struct err *err
 		else if (!strcmp(key, "jobs")) c->jobs = (unsigned)n;
 		else if (!strcmp(key, "max-connections")) c->max_connections = (unsigned)n;
 		else if (!strcmp(key, "connections-per-user")) c->connections_per_user = (unsigned)n;
+		else if (!strcmp(key, "append-connections")) c->append_connections = (unsigned)n;
 		else if (!strcmp(key, "notify")) strvec_push(&c->notify, v);
 		else if (!strcmp(key, "smtp")) set_str(&c->smtp_url, v), v = NULL;
 		else if (!strcmp(key, "smtp-password-file")) set_str(&c->smtp_password_file, v), v = NULL;
@@ -611,16 +614,16 @@ static void fill_user_opts(struct worker_shared *sh, const struct batch_user_row
 
 /* The trace of the worker's current user (w->email is set for as long
  * as its connections live). */
-static void trace_source(void *ctx, char dir, const uint8_t *data, size_t len)
+static void trace_source(void *ctx, unsigned no, char dir, const uint8_t *data, size_t len)
 {
 	struct worker *w = ctx;
-	w->sh->o->trace(w->sh->o->trace_ctx, w->email, SIDE_SOURCE, dir, data, len);
+	w->sh->o->trace(w->sh->o->trace_ctx, w->email, SIDE_SOURCE, no, dir, data, len);
 }
 
-static void trace_target(void *ctx, char dir, const uint8_t *data, size_t len)
+static void trace_target(void *ctx, unsigned no, char dir, const uint8_t *data, size_t len)
 {
 	struct worker *w = ctx;
-	w->sh->o->trace(w->sh->o->trace_ctx, w->email, SIDE_TARGET, dir, data, len);
+	w->sh->o->trace(w->sh->o->trace_ctx, w->email, SIDE_TARGET, no, dir, data, len);
 }
 
 static void run_user(struct worker *w, struct batch_user_row *u)
@@ -647,6 +650,7 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 		.max_message_size = c->max_message_size,
 		.max_items = c->max_items,
 		.connections = c->connections_per_user,
+		.append_connections = c->append_connections,
 	};
 	char *skey, *tkey;
 	fill_user_opts(sh, u, &so.source, &so.target, &so.rules, &skey, &tkey);
@@ -1029,8 +1033,10 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		goto out;
 
 	unsigned jobs = sh.cfg.jobs ? sh.cfg.jobs : 4;
-	/* each user holds connections_per_user connections on each server */
+	/* each user holds connections_per_user connections on each server,
+	 * times append_connections on a target without LITERAL+ */
 	unsigned per_user = sh.cfg.connections_per_user ? sh.cfg.connections_per_user : 1;
+	per_user *= sh.cfg.append_connections ? sh.cfg.append_connections : 1;
 	if (sh.cfg.max_connections && jobs * per_user > sh.cfg.max_connections)
 		jobs = sh.cfg.max_connections / per_user ? sh.cfg.max_connections / per_user : 1;
 	if (jobs > sh.n_queue)

@@ -56,6 +56,7 @@ struct batch_config {
 	uint64_t max_message_size, max_items;
 	unsigned jobs, max_connections;
 	unsigned connections_per_user; /* 0 = 1 */
+	unsigned append_connections;   /* 0 = 1; see sync_opts */
 	time_t start_after;
 	struct strvec notify;
 	char *smtp_url, *smtp_password_file, *smtp_from;
@@ -116,8 +117,8 @@ struct batch_run_opts {
 	/* --debug: protocol trace of every user's connections, passwords
 	 * masked, in chunks as sent/read (see imap_trace_fn); called from
 	 * worker and engine threads.  NULL = none. */
-	void (*trace)(void *ctx, const char *user, enum side side, char dir, const uint8_t *data,
-		      size_t len);
+	void (*trace)(void *ctx, const char *user, enum side side, unsigned conn_no, char dir,
+		      const uint8_t *data, size_t len);
 	void *trace_ctx;
 };
 

@@ -68,6 +68,8 @@ static const char create_usage[] =
 	"  --jobs N                  users at once (default 4)\n"
 	"  --max-connections N       per server (each user holds one per side)\n"
 	"  --connections-per-user N  copy N folders of a mailbox at once (default 1)\n"
+	"  --append-connections N    target without LITERAL+: N connections overlap the\n"
+	"                            round trip each APPEND waits (default 1)\n"
 	"  --start-after TIME        hold the first pass: 2026-12-01T22:00 (local) or +2h\n"
 	"  --notify ADDR             mail the report when the batch is Synced/Completed\n"
 	"  --smtp URL                smtp://[user@]host:587 (STARTTLS) or smtps://host:465;\n"
@@ -79,7 +81,7 @@ enum {
 	O_SOURCE = 256, O_TARGET, O_CSV, O_CA, O_RESOLVE, O_PLAIN, O_INSECURE, O_TIMEOUT,
 	O_SADMIN, O_TADMIN, O_STYLE, O_SPW, O_TPW, O_INCLUDE, O_EXCLUDE, O_MAP, O_MAXSIZE,
 	O_MAXITEMS, O_PRESET, O_JOBS, O_MAXCONN, O_START_AFTER, O_NOTIFY, O_SMTP, O_SMTP_PW,
-	O_SMTP_FROM, O_STATE, O_JSON, O_FORMAT, O_OUTPUT, O_EVERY, O_HELP, O_CONNS, O_DEBUG,
+	O_SMTP_FROM, O_STATE, O_JSON, O_FORMAT, O_OUTPUT, O_EVERY, O_HELP, O_CONNS, O_APPEND_CONNS, O_DEBUG,
 };
 
 static const struct option batch_options[] = {
@@ -105,6 +107,7 @@ static const struct option batch_options[] = {
 	{ "jobs", required_argument, NULL, O_JOBS },
 	{ "max-connections", required_argument, NULL, O_MAXCONN },
 	{ "connections-per-user", required_argument, NULL, O_CONNS },
+	{ "append-connections", required_argument, NULL, O_APPEND_CONNS },
 	{ "start-after", required_argument, NULL, O_START_AFTER },
 	{ "notify", required_argument, NULL, O_NOTIFY },
 	{ "smtp", required_argument, NULL, O_SMTP },
@@ -270,6 +273,11 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
 			if (parse_number("--connections-per-user", optarg, 32, &n) < 0 || !n)
 				return -1;
 			k->connections_per_user = (unsigned)n;
+			break;
+		case O_APPEND_CONNS:
+			if (parse_number("--append-connections", optarg, 16, &n) < 0 || !n)
+				return -1;
+			k->append_connections = (unsigned)n;
 			break;
 		case O_START_AFTER:
 			if (parse_time(optarg, &k->start_after) < 0) {
@@ -513,11 +521,11 @@ out_state:
 }
 
 /* --debug: each line labelled with the user and its connection. */
-static void trace(void *ctx, const char *user, enum side side, char dir, const uint8_t *data,
-		  size_t len)
+static void trace(void *ctx, const char *user, enum side side, unsigned no, char dir,
+		  const uint8_t *data, size_t len)
 {
 	(void)ctx;
-	cli_trace_side(user, side, dir, data, len);
+	cli_trace_side(user, side, no, dir, data, len);
 }
 
 static int run_pass(struct batch_args *a, enum batch_pass pass)

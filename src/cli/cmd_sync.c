@@ -48,6 +48,10 @@ static const char sync_usage[] =
 	"                             links; costs CPU on both ends)\n"
 	"  --connections-per-user N   copy N folders at once over N connection pairs\n"
 	"                             (default 1)\n"
+	"  --append-connections N     a target without LITERAL+ makes every message\n"
+	"                             wait a round trip; N target connections overlap\n"
+	"                             those waits (default 1 keeps the source's order\n"
+	"                             of UIDs; dates are kept either way)\n"
 	"What to copy:\n"
 	"  --include GLOB             only folders matching (repeatable; '/' between levels)\n"
 	"  --exclude GLOB             never folders matching (repeatable)\n"
@@ -70,6 +74,7 @@ enum {
 	OPT_CA_FILE, OPT_RESOLVE, OPT_ALLOW_PLAIN, OPT_INSECURE, OPT_TIMEOUT, OPT_RETRIES,
 	OPT_INCLUDE, OPT_EXCLUDE, OPT_FOLDER_MAP, OPT_MAX_SIZE, OPT_STATE, OPT_DRY_RUN,
 	OPT_VERBOSE, OPT_DEBUG, OPT_JSON, OPT_HELP, OPT_NO_MULTIAPPEND, OPT_CONNECTIONS,
+	OPT_APPEND_CONNECTIONS,
 	OPT_COMPRESS,
 };
 
@@ -97,6 +102,7 @@ static const struct option sync_options[] = {
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "no-multiappend", no_argument, NULL, OPT_NO_MULTIAPPEND },
 	{ "connections-per-user", required_argument, NULL, OPT_CONNECTIONS },
+	{ "append-connections", required_argument, NULL, OPT_APPEND_CONNECTIONS },
 	{ "compress", no_argument, NULL, OPT_COMPRESS },
 	{ NULL, 0, NULL, 0 },
 };
@@ -284,7 +290,7 @@ int cmd_sync(int argc, char **argv)
 	struct strlist includes = { 0 }, excludes = { 0 }, maps = { 0 }, resolves = { 0 };
 	bool allow_plain = false, insecure = false, dry_run = false, debug = false;
 	bool no_multiappend = false, compress = false;
-	long connections = 1;
+	long connections = 1, append_connections = 1;
 	enum imap_admin_mode admin_mode = IMAP_ADMIN_AUTHZID;
 	long timeout_s = 60, retries = 3;
 	uint64_t max_size = 0;
@@ -365,6 +371,14 @@ int cmd_sync(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case OPT_APPEND_CONNECTIONS:
+			append_connections = strtol(optarg, &end, 10);
+			if (*end || append_connections < 1 || append_connections > 16) {
+				fprintf(stderr, "imapmig: --append-connections wants a number from 1 "
+						"to 16\n");
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 		case OPT_HELP: fputs(sync_usage, stdout); return EXIT_OK;
 		default: fputs(sync_usage, stderr); return EXIT_USAGE;
@@ -439,6 +453,7 @@ int cmd_sync(int argc, char **argv)
 		.max_message_size = max_size,
 		.no_multiappend = no_multiappend,
 		.connections = (unsigned)connections,
+		.append_connections = (unsigned)append_connections,
 		.compress = compress,
 		.dry_run = dry_run,
 		.state = st,

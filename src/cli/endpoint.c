@@ -1,7 +1,7 @@
 #include "cli/endpoint.h"
 
 #include <errno.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,26 +59,27 @@ void endpoint_release(struct endpoint *ep)
 }
 
 /* --debug.  Several connections trace at once (--connections-per-user,
- * batch --jobs), so every line carries the connection's label and goes
- * out whole.  The trace hook names no connection (its ctx is the side's
- * name), but each connection is driven by one thread and a thread drives
- * one connection per side (the engine gives each extra connection pair a
- * thread; a batch worker runs one user at a time): the thread's number,
- * given at its first trace, names the connection pair.  Hence this
- * per-thread state (and one process-wide counter), the only such state
- * in imapmig.  Connection 1 is "source"/"target", as with a single one;
- * the others "source#2", "target#2", ... */
+ * --append-connections, batch --jobs), so every line carries its
+ * connection's label and goes out whole.  The engine numbers each side's
+ * connections (imap_client_opts.trace_no): 1 is "source"/"target", the
+ * others "source#2", "target#3", ...  A line cut between two reads waits
+ * in its connection's carry slot until its end comes; the slots (and so
+ * the lock) are the one piece of process-wide state in imapmig: stderr is
+ * process-wide too. */
 #define TRACE_CARRY 2048
+#define TRACE_SLOTS 64
 
-struct trace_thread {
+struct trace_slot {
+	char who[128]; /* the batch user, or "" */
+	enum side side;
 	unsigned no;
-	/* [side][dir]: the start of a line the next read or write ends */
-	char carry[2][2][TRACE_CARRY];
-	size_t carry_len[2][2];
+	char dir;
+	size_t len; /* 0 = free */
+	char carry[TRACE_CARRY];
 };
 
-static _Thread_local struct trace_thread trace_tls;
-static atomic_uint trace_threads;
+static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct trace_slot trace_slots[TRACE_SLOTS];
 
 /* One line, "LABEL DIR TEXT\n", in one write under stderr's lock:
  * lines of other threads (and other stderr output) never cut into it. */
@@ -127,18 +128,42 @@ static void trace_put(const char *who, const char *side, unsigned no, char dir,
 	funlockfile(stderr);
 }
 
-void cli_trace_side(const char *who, enum side side, char dir, const uint8_t *data,
-		    size_t len)
+/* The slot holding a partial line of this connection and direction, or
+ * a free one (NULL when all are taken: the piece goes out as it is). */
+static struct trace_slot *carry_slot(const char *who, enum side side, unsigned no, char dir)
 {
-	struct trace_thread *t = &trace_tls;
-	if (!t->no)
-		t->no = atomic_fetch_add(&trace_threads, 1) + 1;
+	struct trace_slot *free_slot = NULL;
+	for (size_t i = 0; i < TRACE_SLOTS; i++) {
+		struct trace_slot *t = &trace_slots[i];
+		if (!t->len) {
+			if (!free_slot)
+				free_slot = t;
+			continue;
+		}
+		if (t->side == side && t->no == no && t->dir == dir &&
+		    strncmp(t->who, who ? who : "", sizeof(t->who) - 1) == 0)
+			return t;
+	}
+	if (free_slot) {
+		snprintf(free_slot->who, sizeof(free_slot->who), "%s", who ? who : "");
+		free_slot->side = side;
+		free_slot->no = no;
+		free_slot->dir = dir;
+	}
+	return free_slot;
+}
+
+void cli_trace_side(const char *who, enum side side, unsigned no, char dir,
+		    const uint8_t *data, size_t len)
+{
 	const char *name = side_name(side);
-	int si = side == SIDE_TARGET, di = dir == '<';
-	char *carry = t->carry[si][di];
-	size_t *carry_len = &t->carry_len[si][di];
 	const char *p = (const char *)data;
 	size_t start = 0;
+	pthread_mutex_lock(&trace_lock);
+	struct trace_slot *t = carry_slot(who, side, no, dir);
+	static const char none[1];
+	const char *carry = t ? t->carry : none;
+	size_t zero = 0, *carry_len = t ? &t->len : &zero;
 	for (size_t i = 0; i < len; i++) {
 		if (p[i] != '\n')
 			continue;
@@ -147,24 +172,26 @@ void cli_trace_side(const char *who, enum side side, char dir, const uint8_t *da
 			end--;
 		else if (end == start && *carry_len && carry[*carry_len - 1] == '\r')
 			(*carry_len)--; /* CR at the end of the last chunk */
-		trace_put(who, name, t->no, dir, carry, *carry_len, p + start, end - start);
+		trace_put(who, name, no, dir, carry, *carry_len, p + start, end - start);
 		*carry_len = 0;
 		start = i + 1;
 	}
 	/* the rest waits for its end of line; a line too long to keep goes
 	 * out as it is */
 	size_t rest = len - start;
-	if (*carry_len + rest > TRACE_CARRY) {
-		trace_put(who, name, t->no, dir, carry, *carry_len, p + start, rest);
+	if (!t || *carry_len + rest > TRACE_CARRY) {
+		if (rest || *carry_len)
+			trace_put(who, name, no, dir, carry, *carry_len, p + start, rest);
 		*carry_len = 0;
 	} else {
-		memcpy(carry + *carry_len, p + start, rest);
+		memcpy(t->carry + *carry_len, p + start, rest);
 		*carry_len += rest;
 	}
+	pthread_mutex_unlock(&trace_lock);
 }
 
-void cli_trace(void *ctx, char dir, const uint8_t *data, size_t len)
+void cli_trace(void *ctx, unsigned no, char dir, const uint8_t *data, size_t len)
 {
 	const char *who = ctx;
-	cli_trace_side(NULL, who && who[0] == 't' ? SIDE_TARGET : SIDE_SOURCE, dir, data, len);
+	cli_trace_side(NULL, who && who[0] == 't' ? SIDE_TARGET : SIDE_SOURCE, no, dir, data, len);
 }

@@ -37,15 +37,14 @@ int endpoint_setup(struct endpoint *ep, const char *text, enum side side, const 
 void endpoint_release(struct endpoint *ep);
 
 /* imap_trace_fn for --debug: each line to stderr, whole (one write, under
- * stderr's lock), as "source > A1 ..." for the first connection of a
- * side and "source#2 > A1 ..." for the second, and so on (connections are
- * told apart by the thread driving them); ctx is the side's name.  Lines
- * cut between two reads are joined first.  Passwords are masked below
- * (imap_client), never here. */
-void cli_trace(void *ctx, char dir, const uint8_t *data, size_t len);
+ * stderr's lock), as "source > A1 ..." for the side's first connection
+ * and "source#2 > A1 ..." for connection 2 (the engine numbers them), and
+ * so on; ctx is the side's name.  Lines cut between two reads are joined
+ * first.  Passwords are masked below (imap_client), never here. */
+void cli_trace(void *ctx, unsigned no, char dir, const uint8_t *data, size_t len);
 /* The same with who (e.g. the batch user, or NULL) before the label:
  * "alice@example.org target#2 < A7 OK ...". */
-void cli_trace_side(const char *who, enum side side, char dir, const uint8_t *data,
-		    size_t len);
+void cli_trace_side(const char *who, enum side side, unsigned no, char dir,
+		    const uint8_t *data, size_t len);
 
 #endif

@@ -33,11 +33,20 @@
 #include "util/buf.h"
 #include "util/lockfile.h"
 #include "util/mem.h"
+#include "util/spool.h"
 
 #define WINDOW_UIDS 2000         /* UIDs per metadata window */
 #define BODY_BATCH_MSGS 50       /* messages per body FETCH command */
 #define BODY_BATCH_BYTES (8u << 20)
 #define MAX_FLAGS_TEXT 65536
+/* Spooled bodies (targets without LITERAL+): a body up to SPOOL_MEM_ONE
+ * stays in memory while the spooled bodies in memory stay under
+ * SPOOL_MEM_ALL, the rest goes to temporary files; the source waits while
+ * SPOOL_QUEUE_MAX bytes are queued (but one body always fits). */
+#define SPOOL_MEM_ONE (256u << 10)
+#define SPOOL_MEM_ALL (8u << 20)
+#define SPOOL_QUEUE_MAX (64u << 20)
+#define MAX_APPEND_CONNECTIONS 16
 
 struct copy_item {
 	uint32_t uid;
@@ -82,6 +91,7 @@ struct folder_run {
 	struct append_group *groups; /* one per body FETCH of the round */
 	size_t n_groups;
 	struct append_group *open;   /* the MULTIAPPEND being written, or NULL */
+	struct lanes *lanes;         /* spooled round in progress, or NULL */
 	uint64_t copied;
 	bool warned_unknown_uid;
 	struct buf dropped_keywords;
@@ -106,6 +116,7 @@ struct sync_shared {
 	uint64_t handled_msgs, handled_bytes;
 	uint64_t bytes_at_last_event;
 	unsigned long steps; /* durable steps so far (see step()) */
+	unsigned conns_opened[2]; /* per side, to number them in traces */
 	/* folders for the workers */
 	const struct folder_plan_entry **todo;
 	size_t n_todo, next;
@@ -127,6 +138,11 @@ struct sync_run {
 	struct folder_size *sizes; /* read-only once the workers start */
 	size_t n_sizes;
 	bool no_multi; /* a MULTIAPPEND was refused: one message per APPEND */
+	/* target connections beside tgt for spooled APPENDs (opened when
+	 * first needed, kept for the pass) */
+	struct imap_client *lane_tgt[MAX_APPEND_CONNECTIONS];
+	unsigned n_lane_tgt;
+	bool lane_warned;
 };
 
 /* ---------- events ---------- */
@@ -770,6 +786,206 @@ static int start_append(struct folder_run *fr, struct copy_item *it, uint64_t si
 	return r;
 }
 
+static struct imap_client *connect_side(struct sync_run *run, const struct imap_client_opts *co,
+					struct err *err);
+
+/* ---------- bodies for a target without LITERAL+: spooled lanes ----------
+ *
+ * Without LITERAL+ every APPEND waits for the server's "+" before its
+ * literal, so a message costs the target a round trip plus its
+ * transmission, and nothing of the next one can be sent meanwhile.
+ * Streaming would hold the source's FETCH reply still during each wait.
+ * So the source's bodies are spooled (memory, or a temporary file for big
+ * ones) and queued, and "lanes" (threads, each with its own target
+ * connection; lane 0 uses the pass's) take them off the queue in order
+ * and APPEND them.  With one lane the target's UIDs keep the source's
+ * order; with --append-connections N, N round trips overlap and the
+ * order follows completion (INTERNALDATE is kept either way).
+ * The source thread only reads and spools; a lane only appends; what
+ * they share is the queue, under lanes.lock. */
+
+/* A body read from the source, waiting for a lane. */
+struct spooled {
+	struct copy_item *it;
+	struct spool *body;
+	struct spooled *next;
+};
+
+struct lanes {
+	struct folder_run *fr;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	struct spooled *head, *tail;
+	uint64_t queued;      /* bytes of the queued bodies */
+	uint64_t queued_mem;  /* of which in memory */
+	bool closed;          /* the source sent all it will */
+	bool failed;          /* a lane's connection broke: everyone stops */
+	struct err fail_err;
+	struct spooled *cur;  /* the body arriving from the source */
+};
+
+struct lane {
+	struct lanes *ls;
+	struct imap_client *tgt;
+	pthread_t thread;
+};
+
+static void spooled_free(struct spooled *e)
+{
+	spool_free(&e->body);
+	free(e);
+}
+
+static void lanes_fail(struct lanes *ls, const struct err *e)
+{
+	pthread_mutex_lock(&ls->lock);
+	if (!ls->failed) {
+		ls->failed = true;
+		ls->fail_err = *e;
+	}
+	pthread_cond_broadcast(&ls->changed);
+	pthread_mutex_unlock(&ls->lock);
+}
+
+/* Completions arrive on the lanes' threads; the folder's counts are
+ * shared. */
+static void lane_done(void *ctx, const struct imap_append_result *res, const struct err *e)
+{
+	struct copy_item *it = ctx;
+	struct lanes *ls = it->fr->lanes;
+	pthread_mutex_lock(&ls->lock);
+	append_done(ctx, res, e);
+	pthread_mutex_unlock(&ls->lock);
+}
+
+static int lane_data(void *ctx, const uint8_t *data, size_t len, struct err *err)
+{
+	return imap_client_append_data(ctx, data, len, err);
+}
+
+static void *lane_main(void *arg)
+{
+	struct lane *l = arg;
+	struct lanes *ls = l->ls;
+	struct folder_run *fr = ls->fr;
+	struct err err;
+	err_clear(&err);
+	for (;;) {
+		pthread_mutex_lock(&ls->lock);
+		while (!ls->head && !ls->closed && !ls->failed)
+			pthread_cond_wait(&ls->changed, &ls->lock);
+		struct spooled *e = ls->failed ? NULL : ls->head;
+		if (e) {
+			ls->head = e->next;
+			if (!ls->head)
+				ls->tail = NULL;
+			ls->queued -= spool_size(e->body);
+			ls->queued_mem -= spool_mem(e->body);
+			pthread_cond_broadcast(&ls->changed);
+		}
+		pthread_mutex_unlock(&ls->lock);
+		if (!e)
+			break;
+		struct copy_item *it = e->it;
+		int r = imap_client_append_begin(l->tgt, fr->entry->target_name, it->flags, it->date,
+						 spool_size(e->body), lane_done, it, &err);
+		if (r == 0 && (spool_replay(e->body, lane_data, l->tgt, &err) < 0 ||
+			       imap_client_append_end(l->tgt, &err) < 0))
+			r = -1;
+		spooled_free(e);
+		if (r < 0) {
+			lanes_fail(ls, &err);
+			return NULL;
+		}
+		if (r == 0)
+			step(fr->run);
+	}
+	/* the last replies; a refused message was handed to lane_done */
+	if (imap_client_wait_all(l->tgt, &err) < 0 && err.kind != ERR_MESSAGE)
+		lanes_fail(ls, &err);
+	return NULL;
+}
+
+static void lanes_close(struct sync_run *run)
+{
+	for (unsigned i = 0; i < run->n_lane_tgt; i++)
+		imap_client_logout(&run->lane_tgt[i]);
+	run->n_lane_tgt = 0;
+}
+
+static int spool_begin(struct folder_run *fr, struct copy_item *it, uint64_t size,
+		       struct err *err)
+{
+	struct lanes *ls = fr->lanes;
+	pthread_mutex_lock(&ls->lock);
+	bool in_memory = size <= SPOOL_MEM_ONE && ls->queued_mem + size <= SPOOL_MEM_ALL;
+	bool failed = ls->failed;
+	if (failed)
+		*err = ls->fail_err;
+	pthread_mutex_unlock(&ls->lock);
+	if (failed)
+		return -1;
+	ls->cur = xcalloc(1, sizeof(*ls->cur));
+	ls->cur->it = it;
+	ls->cur->body = spool_new(in_memory ? (size_t)size : 0);
+	return 0;
+}
+
+static int spool_end(struct folder_run *fr, struct err *err)
+{
+	struct lanes *ls = fr->lanes;
+	struct spooled *e = ls->cur;
+	ls->cur = NULL;
+	uint64_t size = spool_size(e->body);
+	pthread_mutex_lock(&ls->lock);
+	while (!ls->failed && ls->queued && ls->queued + size > SPOOL_QUEUE_MAX)
+		pthread_cond_wait(&ls->changed, &ls->lock);
+	bool failed = ls->failed;
+	if (failed) {
+		*err = ls->fail_err;
+	} else {
+		if (ls->tail)
+			ls->tail->next = e;
+		else
+			ls->head = e;
+		ls->tail = e;
+		ls->queued += size;
+		ls->queued_mem += spool_mem(e->body);
+		pthread_cond_broadcast(&ls->changed);
+	}
+	pthread_mutex_unlock(&ls->lock);
+	if (failed) {
+		spooled_free(e);
+		return -1;
+	}
+	return 0;
+}
+
+/* Lane i's target connection: the pass's for lane 0, else an extra one
+ * opened on first use.  NULL when it cannot be opened (fewer lanes work
+ * on; the first such failure is a warning). */
+static struct imap_client *lane_client(struct sync_run *run, unsigned i)
+{
+	if (i == 0)
+		return run->tgt;
+	if (i <= run->n_lane_tgt)
+		return run->lane_tgt[i - 1];
+	struct err e;
+	err_clear(&e);
+	struct imap_client *c = connect_side(run, &run->o->target, &e);
+	if (!c) {
+		if (!run->lane_warned) {
+			char text[1200];
+			warn(run, NULL, "an extra target connection for APPENDs could not be opened: %s",
+			     err_format(&e, text, sizeof(text)));
+			run->lane_warned = true;
+		}
+		return NULL;
+	}
+	run->lane_tgt[run->n_lane_tgt++] = c;
+	return c;
+}
+
 static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
 {
 	struct folder_run *fr = ctx;
@@ -788,7 +1004,7 @@ static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
 	}
 	struct copy_item *it = fr->cur;
 	it->started = true;
-	int r = start_append(fr, it, size, err);
+	int r = fr->lanes ? spool_begin(fr, it, size, err) : start_append(fr, it, size, err);
 	if (r < 0)
 		return -1;
 	if (r == 0) {
@@ -807,6 +1023,8 @@ static int body_data(void *ctx, const uint8_t *data, size_t len, struct err *err
 	struct sync_run *run = fr->run;
 	fr->handled_bytes += len;
 	count_handled(run, fr->entry->source_name, 0, len);
+	if (fr->lanes)
+		return spool_write(fr->lanes->cur->body, data, len, err);
 	return imap_client_append_data(run->tgt, data, len, err);
 }
 
@@ -816,6 +1034,8 @@ static int body_end(void *ctx, struct err *err)
 	if (fr->cur_discard)
 		return 0;
 	fr->cur_discard = true;
+	if (fr->lanes)
+		return spool_end(fr, err);
 	if (fr->multi) {
 		if (imap_client_append_message_end(fr->run->tgt, err) < 0)
 			return -1;
@@ -847,24 +1067,26 @@ static void groups_free(struct folder_run *fr)
 	fr->open = NULL;
 }
 
-/* One round: body FETCHes for the wanted items, all sent at once, each
- * body streamed into the target as it arrives; then wait for both sides.
- * The groups stay (for the caller to look at) until the next round. */
-static int transfer_round(struct folder_run *fr, bool multi, struct err *err)
+/* Send the body FETCHes for the wanted items: BODY_BATCH_MSGS or
+ * BODY_BATCH_BYTES per command, each its own group (MULTIAPPEND). */
+static int send_body_fetches(struct folder_run *fr, struct err *err)
 {
 	struct sync_run *run = fr->run;
-	struct imap_fetch_handler h = { .message = body_message, .body_begin = body_begin,
-					.body_data = body_data, .body_end = body_end, .ctx = fr };
-	groups_free(fr);
-	fr->multi = multi;
+	static const struct imap_fetch_handler handler = { .message = body_message,
+							    .body_begin = body_begin,
+							    .body_data = body_data,
+							    .body_end = body_end };
+	struct imap_fetch_handler h = handler;
+	h.ctx = fr;
 	fr->groups = xcalloc(fr->n_items + 1, sizeof(*fr->groups));
 	struct buf set = BUF_INIT(0);
 	size_t n = 0, last = 0;
 	uint64_t bytes = 0;
+	int r = 0;
 	for (size_t i = 0; i < fr->n_items; i++)
 		if (fr->items[i].want)
 			last = i;
-	for (size_t i = 0; i < fr->n_items; i++) {
+	for (size_t i = 0; i < fr->n_items && r == 0; i++) {
 		struct copy_item *it = &fr->items[i];
 		if (!it->want)
 			continue;
@@ -879,18 +1101,75 @@ static int transfer_round(struct folder_run *fr, bool multi, struct err *err)
 			g->fr = fr;
 			g->expected = n;
 			g->items = xcalloc(n, sizeof(*g->items));
-			if (imap_client_fetch_send(run->src, buf_cstr(&set), IMAP_FETCH_BODY, NULL,
-						   0, &h, err) < 0) {
-				buf_release(&set);
-				return -1;
-			}
+			r = imap_client_fetch_send(run->src, buf_cstr(&set), IMAP_FETCH_BODY, NULL, 0,
+						   &h, err);
 			buf_reset(&set);
 			n = 0;
 			bytes = 0;
 		}
 	}
 	buf_release(&set);
-	if (imap_client_wait_all(run->src, err) < 0)
+	return r;
+}
+
+/* A round for a target without LITERAL+: the source's bodies are spooled
+ * and lanes append them (see above). */
+static int transfer_spooled(struct folder_run *fr, unsigned n_lanes, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	struct lanes ls = { .fr = fr, .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct lane lane[MAX_APPEND_CONNECTIONS];
+	unsigned started = 0;
+	pthread_cond_init(&ls.changed, NULL);
+	fr->lanes = &ls;
+	for (unsigned i = 0; i < n_lanes; i++) {
+		struct imap_client *c = lane_client(run, i);
+		if (!c)
+			break;
+		lane[started] = (struct lane){ .ls = &ls, .tgt = c };
+		if (pthread_create(&lane[started].thread, NULL, lane_main, &lane[started]) != 0)
+			break;
+		started++;
+	}
+	int r = 0;
+	if (!started)
+		r = err_set(err, ERR_INTERNAL, "cannot start a thread to append messages");
+	if (r == 0 && (send_body_fetches(fr, err) < 0 || imap_client_wait_all(run->src, err) < 0))
+		r = -1;
+	pthread_mutex_lock(&ls.lock);
+	/* after a broken source too: what is queued is whole, it goes in */
+	ls.closed = true;
+	pthread_cond_broadcast(&ls.changed);
+	pthread_mutex_unlock(&ls.lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(lane[i].thread, NULL);
+	if (r == 0 && ls.failed) {
+		*err = ls.fail_err;
+		r = -1;
+	}
+	/* a body cut short by a broken source, or bodies no lane took */
+	if (ls.cur)
+		spooled_free(ls.cur);
+	while (ls.head) {
+		struct spooled *e = ls.head;
+		ls.head = e->next;
+		spooled_free(e);
+	}
+	fr->lanes = NULL;
+	pthread_cond_destroy(&ls.changed);
+	pthread_mutex_destroy(&ls.lock);
+	return r;
+}
+
+/* One round: body FETCHes for the wanted items, all sent at once, each
+ * body streamed into the target as it arrives; then wait for both sides.
+ * The groups stay (for the caller to look at) until the next round. */
+static int transfer_round(struct folder_run *fr, bool multi, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	groups_free(fr);
+	fr->multi = multi;
+	if (send_body_fetches(fr, err) < 0 || imap_client_wait_all(run->src, err) < 0)
 		return -1;
 	/* a group whose last message never came (gone from the source) */
 	if (fr->open && imap_client_append_between(run->tgt) && finish_group(fr, err) < 0)
@@ -926,8 +1205,16 @@ static int transfer_window(struct folder_run *fr, struct err *err)
 		fr->items[i].want = true;
 	bool multi = !run->o->no_multiappend && !run->no_multi &&
 		     imap_client_can_multiappend(run->tgt);
-	if (transfer_round(fr, multi, err) < 0)
+	bool spooled = !(imap_client_caps(run->tgt) & IMAP_CAP_LITERALPLUS);
+	if (spooled) {
+		multi = false;
+		groups_free(fr);
+		if (transfer_spooled(fr, run->o->append_connections ? run->o->append_connections : 1,
+				     err) < 0)
+			return -1;
+	} else if (transfer_round(fr, multi, err) < 0) {
 		return -1;
+	}
 	/* A refused MULTIAPPEND should store none of its messages, but not
 	 * every server keeps to that (Dovecot stores part of one that hits
 	 * the quota).  Its messages stay pending (their intents are
@@ -1320,7 +1607,11 @@ static bool fatal_kind(enum err_kind k)
 static struct imap_client *connect_side(struct sync_run *run, const struct imap_client_opts *co,
 					struct err *err)
 {
-	struct imap_client *c = imap_client_connect(co, err);
+	struct imap_client_opts numbered = *co;
+	pthread_mutex_lock(&run->sh->lock);
+	numbered.trace_no = ++run->sh->conns_opened[co->side == SIDE_TARGET];
+	pthread_mutex_unlock(&run->sh->lock);
+	struct imap_client *c = imap_client_connect(&numbered, err);
 	if (c && run->o->compress && imap_client_compress(c, err) < 0)
 		imap_client_free(&c);
 	return c;
@@ -1391,6 +1682,7 @@ static void *folder_worker_main(void *arg)
 	state_close(&run->st);
 	imap_client_logout(&run->src);
 	imap_client_logout(&run->tgt);
+	lanes_close(run);
 	return NULL;
 }
 
@@ -1452,6 +1744,12 @@ int sync_run(const struct sync_opts *o, struct sync_stats *stats_r, struct err *
 		goto out;
 	if (preflight(&run, &plan, err) < 0)
 		goto out;
+	if (!(imap_client_caps(run.tgt) & IMAP_CAP_LITERALPLUS) && o->append_connections <= 1 &&
+	    !o->dry_run)
+		warn(&run, NULL,
+		     "the target offers no LITERAL+: each new message waits one round trip for the "
+		     "server's go-ahead; with a distant target, --append-connections 4 overlaps "
+		     "those waits");
 	report_vanished(&run, &sl, err);
 
 	for (size_t i = 0; i < plan.count; i++) {
@@ -1555,6 +1853,7 @@ out:
 	folder_list_release(&tl);
 	imap_client_logout(&run.src);
 	imap_client_logout(&run.tgt);
+	lanes_close(&run);
 	lockfile_release(&lock_fd);
 	return r;
 }

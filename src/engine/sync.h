@@ -77,6 +77,11 @@ struct sync_opts {
 	unsigned connections;                /* connection pairs working on folders
 					      * at once (0 = 1); each extra one opens
 					      * its own state handle by path */
+	/* Target connections appending one folder's messages at once when the
+	 * target has no LITERAL+ (each APPEND then waits a round trip for
+	 * the server's "+"); 0 = 1, at most 16.  Above 1 the target's UIDs
+	 * follow completion, not the source's order. */
+	unsigned append_connections;
 	bool dry_run;                        /* plan and count; change nothing */
 	struct state *state;
 	sync_event_fn *event;

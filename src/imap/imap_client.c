@@ -79,6 +79,7 @@ struct imap_client {
 	bool append_between; /* MULTIAPPEND: between two messages */
 	imap_trace_fn *trace;
 	void *trace_ctx;
+	unsigned trace_no;
 };
 
 /* ---------- errors ---------- */
@@ -442,10 +443,11 @@ static void trace_filter(void *ctx, char dir, const uint8_t *data, size_t len)
 		return;
 	if (dir == '>' && c->hide_trace) {
 		static const char masked[] = "<credentials hidden>\r\n";
-		c->trace(c->trace_ctx, dir, (const uint8_t *)masked, sizeof(masked) - 1);
+		c->trace(c->trace_ctx, c->trace_no, dir, (const uint8_t *)masked,
+			 sizeof(masked) - 1);
 		return;
 	}
-	c->trace(c->trace_ctx, dir, data, len);
+	c->trace(c->trace_ctx, c->trace_no, dir, data, len);
 }
 
 /* ---------- command building and sending ---------- */
@@ -873,6 +875,7 @@ struct imap_client *imap_client_connect(const struct imap_client_opts *o, struct
 	buf_init(&c->capstr, 64 * 1024);
 	c->trace = o->trace;
 	c->trace_ctx = o->trace_ctx;
+	c->trace_no = o->trace_no ? o->trace_no : 1;
 
 	c->conn = conn_open(&co, err);
 	if (!c->conn) {

@@ -65,7 +65,9 @@ enum imap_admin_mode {
 	IMAP_ADMIN_MASTER_SEP,  /* LOGIN "user*admin" (Dovecot master users) */
 };
 
-typedef void imap_trace_fn(void *ctx, char dir, const uint8_t *data, size_t len);
+/* conn_no: the trace_no of the connection (see imap_client_opts). */
+typedef void imap_trace_fn(void *ctx, unsigned conn_no, char dir, const uint8_t *data,
+			   size_t len);
 
 struct imap_client_opts {
 	enum side side;           /* for error messages */
@@ -84,6 +86,8 @@ struct imap_client_opts {
 	char master_sep;          /* for IMAP_ADMIN_MASTER_SEP; 0 = '*' */
 	imap_trace_fn *trace;     /* protocol trace (passwords masked), or NULL */
 	void *trace_ctx;
+	unsigned trace_no;        /* tells this connection's trace from others of
+				   * the same side (1 = the first; 0 = 1) */
 };
 
 struct imap_client;

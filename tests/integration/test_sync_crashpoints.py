@@ -16,8 +16,9 @@ import harness as H  # noqa: E402
 MAX_STEPS = 200
 
 
-def test(env, ck):
-    src, tgt = env.pair()
+def test(env, ck, literal_plus=True, extra=()):
+    src = env.server('source')
+    tgt = env.server('target', literal_plus=literal_plus)
     src.create_folder('alice', 'Projekte', subscribe=True)
     src.create_folder('alice', '日本語', subscribe=True)
     twin = H.make_message('the same twice')
@@ -41,7 +42,7 @@ def test(env, ck):
     for n in range(1, MAX_STEPS + 1):
         user = 'cp%d' % n
         state = env.path('state', user + '.db')
-        r = env.run_imapmig(src, 'alice', tgt, user, state=state,
+        r = env.run_imapmig(src, 'alice', tgt, user, list(extra), state=state,
                             env={'IMAPMIG_TEST_CRASH_AFTER': str(n)})
         if r.rc == 0:
             # fewer than n durable steps: every crash point was tried
@@ -52,7 +53,7 @@ def test(env, ck):
             print(r.describe())
             break
         crashed += 1
-        r = env.run_imapmig(src, 'alice', tgt, user, state=state)
+        r = env.run_imapmig(src, 'alice', tgt, user, list(extra), state=state)
         if not ck.eq(r.rc, 0, 'n=%d: rerun exits 0' % n):
             print(r.describe())
         H.check_oracle(ck, src, 'alice', tgt, user,
