@@ -172,14 +172,22 @@ async def main_async(a):
         ports[name] = srv.sockets[0].getsockname()[1]
     print(json.dumps(ports), flush=True)
 
-    # stdin EOF: whoever started us is gone
-    stdin_eof = loop.run_in_executor(None, sys.stdin.buffer.read)
-    waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([stdin_eof, waiter],
-                       return_when=asyncio.FIRST_COMPLETED)
+    # stdin EOF: whoever started us is gone (or asks us to stop)
+    await loop.connect_read_pipe(lambda: StdinWatch(stop), sys.stdin)
+    await stop.wait()
     for srv in servers:
         srv.close()
     return 0
+
+
+class StdinWatch(asyncio.Protocol):
+    """Sets stop when stdin closes; whatever is written to it is ignored."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def connection_lost(self, exc):
+        self.stop.set()
 
 
 def main():
@@ -193,10 +201,6 @@ def main():
         asyncio.run(main_async(a))
     except KeyboardInterrupt:
         pass
-    # don't wait for the executor thread blocked on stdin
-    sys.stdout.flush()
-    import os
-    os._exit(0)
 
 
 if __name__ == '__main__':
