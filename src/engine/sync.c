@@ -143,6 +143,7 @@ struct sync_run {
 	struct imap_client *lane_tgt[MAX_APPEND_CONNECTIONS];
 	unsigned n_lane_tgt;
 	bool lane_warned;
+	bool lane_broke; /* a lane's connection failed: like tgt dying */
 };
 
 /* ---------- events ---------- */
@@ -968,22 +969,23 @@ static struct imap_client *lane_client(struct sync_run *run, unsigned i)
 {
 	if (i == 0)
 		return run->tgt;
-	if (i <= run->n_lane_tgt)
-		return run->lane_tgt[i - 1];
+	struct imap_client **slot = &run->lane_tgt[i - 1];
+	if (i > run->n_lane_tgt)
+		run->n_lane_tgt = i;
+	if (*slot && !imap_client_is_dead(*slot))
+		return *slot;
+	/* never opened, or dropped since (an idle timeout, a failed folder) */
+	imap_client_free(slot);
 	struct err e;
 	err_clear(&e);
-	struct imap_client *c = connect_side(run, &run->o->target, &e);
-	if (!c) {
-		if (!run->lane_warned) {
-			char text[1200];
-			warn(run, NULL, "an extra target connection for APPENDs could not be opened: %s",
-			     err_format(&e, text, sizeof(text)));
-			run->lane_warned = true;
-		}
-		return NULL;
+	*slot = connect_side(run, &run->o->target, &e);
+	if (!*slot && !run->lane_warned) {
+		char text[1200];
+		warn(run, NULL, "an extra target connection for APPENDs could not be opened: %s",
+		     err_format(&e, text, sizeof(text)));
+		run->lane_warned = true;
 	}
-	run->lane_tgt[run->n_lane_tgt++] = c;
-	return c;
+	return *slot;
 }
 
 static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
@@ -1143,8 +1145,10 @@ static int transfer_spooled(struct folder_run *fr, unsigned n_lanes, struct err 
 	pthread_mutex_unlock(&ls.lock);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(lane[i].thread, NULL);
-	if (r == 0 && ls.failed) {
-		*err = ls.fail_err;
+	if (ls.failed) {
+		run->lane_broke = true;
+		if (r == 0)
+			*err = ls.fail_err;
 		r = -1;
 	}
 	/* a body cut short by a broken source, or bodies no lane took */
@@ -1634,7 +1638,7 @@ static void sync_folders(struct sync_run *run)
 		if (sync_folder(run, e, &ferr) == 0)
 			continue;
 		if (imap_client_is_dead(run->src) || imap_client_is_dead(run->tgt) ||
-		    ferr.kind == ERR_INTERNAL || ferr.kind == ERR_ACCOUNT ||
+		    run->lane_broke || ferr.kind == ERR_INTERNAL || ferr.kind == ERR_ACCOUNT ||
 		    ferr.kind == ERR_STOPPED) {
 			pthread_mutex_lock(&sh->lock);
 			if (!sh->has_fatal) {
