@@ -439,6 +439,8 @@ struct worker_shared {
 	unsigned workers_done;
 	pthread_mutex_t lock;
 	struct batch_result *res;
+	/* test hook, from $IMAPMIG_TEST_PAUSE_BEFORE_STATUS: see run_user() */
+	unsigned pause_before_status_s;
 };
 
 struct worker {
@@ -493,23 +495,49 @@ static bool engine_should_stop(void *ctx)
 	return stop_now(ctx);
 }
 
-static void set_status(struct worker *w, struct batch_user_row *u, const char *status,
+/* Record u's new status (and its other fields), unless a pass in another
+ * process has moved the user on to Completing/Completed since this pass
+ * read it (see batch_store_user_update_pass): then u is refreshed from
+ * the database, the caller is told (false) and must leave the user be.
+ * A failed write is only warned about (true): the pass goes on. */
+static bool set_status(struct worker *w, struct batch_user_row *u, const char *status,
 		       const char *error)
 {
+	struct worker_shared *sh = w->sh;
 	free(u->status);
 	u->status = xstrdup(status);
 	free(u->error);
 	u->error = xstrdup(error ? error : "");
 	struct err e;
-	if (batch_store_user_update(w->st, w->sh->batch.id, u, &e) < 0) {
+	bool written = true;
+	struct batch_user_row now;
+	if (batch_store_user_update_pass(w->st, sh->batch.id, u, sh->o->pass == BATCH_PASS_COMPLETE,
+					 &written, &e) < 0 ||
+	    (!written && batch_store_user_get(w->st, sh->batch.id, u->idx, &now, &e) < 0)) {
 		char text[2048];
 		struct batch_event ev = { .type = BATCH_EV_WARNING, .idx = u->idx, .user = u->email,
 					  .text = err_format(&e, text, sizeof(text)) };
-		event(w->sh, &ev);
+		event(sh, &ev);
+		written = true;
+	} else if (!written) {
+		/* the row exists (it did not match the condition): idx and
+		 * names are the same, everything else is the other pass's */
+		char *msg = xasprintf("%s by another imapmig meanwhile; this pass leaves the user "
+				      "so (its own result: %s%s%s)",
+				      now.status, status, error ? ": " : "", error ? error : "");
+		batch_user_row_release(u);
+		*u = now;
+		struct batch_event ev = { .type = BATCH_EV_WARNING, .idx = u->idx, .user = u->email,
+					  .text = msg };
+		event(sh, &ev);
+		free(msg);
+		status = u->status;
+		error = u->error[0] ? u->error : NULL;
 	}
 	struct batch_event ev = { .type = BATCH_EV_USER_STATUS, .idx = u->idx, .user = u->email,
 				  .status = status, .text = error };
-	event(w->sh, &ev);
+	event(sh, &ev);
+	return written;
 }
 
 static void on_sync_event(void *ctx, const struct sync_event *sev)
@@ -635,11 +663,14 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 	const char *running = pass == BATCH_PASS_COMPLETE ? "Completing"
 			      : first			  ? "Syncing"
 							  : "IncrementalSyncing";
-	w->idx = u->idx;
-	w->email = u->email;
 	if (!u->started)
 		u->started = time(NULL);
-	set_status(w, u, running, NULL);
+	/* Completed (or being completed) by another process since this
+	 * pass made its queue: nothing left to do here */
+	if (!set_status(w, u, running, NULL))
+		return;
+	w->idx = u->idx;
+	w->email = u->email;
 
 	struct sync_opts so = {
 		.state = w->st,
@@ -696,6 +727,18 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 		delay = delay * 2 > BACKOFF_CAP_S ? BACKOFF_CAP_S : delay * 2;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* Test hook only (like IMAPMIG_TEST_CRASH_AFTER): sleep between the
+	 * copy and the user's final status, so a test can run another pass
+	 * in that window.  Announced as a warning so the test knows when. */
+	if (sh->pause_before_status_s) {
+		char *msg = xasprintf("IMAPMIG_TEST_PAUSE_BEFORE_STATUS: pausing %u s",
+				      sh->pause_before_status_s);
+		struct batch_event ev = { .type = BATCH_EV_WARNING, .idx = u->idx, .user = u->email,
+					  .text = msg };
+		event(sh, &ev);
+		free(msg);
+		sleep(sh->pause_before_status_s);
+	}
 	u->duration += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 
 	/* counters from the state: what is on the target, whatever pass put it there */
@@ -727,7 +770,13 @@ static void run_user(struct worker *w, struct batch_user_row *u)
 		status = "Failed";
 		err_format(&e, text, sizeof(text));
 	}
-	set_status(w, u, status, text[0] ? text : NULL);
+	/* refused when another process completed the user meanwhile: then u
+	 * is what that one wrote, and the user is done as it says */
+	if (!set_status(w, u, status, text[0] ? text : NULL)) {
+		status = u->status;
+		text[0] = '\0';
+	}
+	w->email = u->email;
 	struct batch_event ev = { .type = BATCH_EV_USER_DONE, .idx = u->idx, .user = u->email,
 				  .status = status, .text = text[0] ? text : NULL,
 				  .copied = w->copied, .skipped = w->skipped, .failed = w->failed,
@@ -852,13 +901,22 @@ static void shared_release(struct worker_shared *sh)
 	free(sh->queue);
 }
 
+/* The batch's status follows from its users' as they are now, other
+ * processes' passes included.  Read and written in one transaction (it
+ * takes the write lock first): a status computed from users read before
+ * another pass's last write would undo that pass's batch status, e.g.
+ * set a Completed batch back to Synced.  Whichever pass writes last has
+ * seen every user status written before. */
 static int finish_status(struct state *st, struct worker_shared *sh, struct batch_result *res,
 			 struct err *err)
 {
 	batch_user_rows_free(sh->users, sh->n_users);
 	sh->users = NULL;
-	if (batch_store_users(st, sh->batch.id, &sh->users, &sh->n_users, err) < 0)
+	sh->n_users = 0;
+	if (state_begin(st, err) < 0)
 		return -1;
+	if (batch_store_users(st, sh->batch.id, &sh->users, &sh->n_users, err) < 0)
+		goto fail;
 	const char **sts = xcalloc(sh->n_users + 1, sizeof(*sts));
 	res->failed = res->stopped = 0;
 	for (size_t i = 0; i < sh->n_users; i++) {
@@ -871,7 +929,13 @@ static int finish_status(struct state *st, struct worker_shared *sh, struct batc
 	const char *status = batch_status_from_users(sts, sh->n_users, sh->o->pass);
 	free(sts);
 	snprintf(res->status, sizeof(res->status), "%s", status);
-	return batch_store_set_status(st, sh->batch.id, status, err);
+	if (batch_store_set_status(st, sh->batch.id, status, err) < 0 ||
+	    state_commit(st, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	state_rollback(st);
+	return -1;
 }
 
 /* Everything a pass needs: the batch, its settings and users, the
@@ -990,6 +1054,9 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 	if (shared_load(&sh, st, o->state_path, o->name, err) < 0)
 		goto out;
 	res->users = sh.n_users;
+	const char *pause = getenv("IMAPMIG_TEST_PAUSE_BEFORE_STATUS");
+	if (pause)
+		sh.pause_before_status_s = (unsigned)strtoul(pause, NULL, 10);
 	if (o->pass == BATCH_PASS_COMPLETE && is(sh.batch.status, "Created")) {
 		err_set(err, ERR_CONFIG, "batch '%s' has not been started", o->name);
 		err_hint(err, "run 'imapmig batch start %s' first", o->name);
@@ -1029,7 +1096,9 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 			goto out;
 		}
 	}
-	if (batch_store_set_status(st, sh.batch.id, "Syncing", err) < 0)
+	/* (a pass with nothing to run leaves the batch as it is: finish_status
+	 * below writes what its users say) */
+	if (sh.n_queue && batch_store_set_status(st, sh.batch.id, "Syncing", err) < 0)
 		goto out;
 
 	unsigned jobs = sh.cfg.jobs ? sh.cfg.jobs : 4;

@@ -266,38 +266,69 @@ static void read_user_row(sqlite3_stmt *s, void *row)
 	u->duration = sqlite3_column_double(s, 14);
 }
 
+#define USER_COLS \
+	"idx, email, source_user, target_user, status, error, pair_id, items_copied," \
+	" items_existing, bytes, folders, started, last_synced, completed, duration"
+
 int batch_store_users(struct state *st, int64_t batch_id, struct batch_user_row **rows_r,
 		      size_t *n_r, struct err *err)
 {
 	return read_rows(st,
-			 "SELECT idx, email, source_user, target_user, status, error, pair_id,"
-			 " items_copied, items_existing, bytes, folders, started, last_synced,"
-			 " completed, duration FROM batch_user WHERE batch_id = ?1 ORDER BY idx",
+			 "SELECT " USER_COLS " FROM batch_user WHERE batch_id = ?1 ORDER BY idx",
 			 batch_id, sizeof(**rows_r), read_user_row, (void **)rows_r, n_r,
 			 "cannot read the batch users", err);
 }
 
+int batch_store_user_get(struct state *st, int64_t batch_id, size_t idx,
+			 struct batch_user_row *u_r, struct err *err)
+{
+	memset(u_r, 0, sizeof(*u_r));
+	sqlite3_stmt *s = prep(st,
+			       "SELECT " USER_COLS " FROM batch_user WHERE batch_id = ?1 AND idx = ?2",
+			       err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, batch_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		read_user_row(s, u_r);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc != SQLITE_DONE)
+		return state_fail(st, "cannot read a batch user", err);
+	return 0;
+}
+
+void batch_user_row_release(struct batch_user_row *u)
+{
+	free(u->email);
+	free(u->source_user);
+	free(u->target_user);
+	free(u->status);
+	free(u->error);
+	memset(u, 0, sizeof(*u));
+}
+
 void batch_user_rows_free(struct batch_user_row *rows, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(rows[i].email);
-		free(rows[i].source_user);
-		free(rows[i].target_user);
-		free(rows[i].status);
-		free(rows[i].error);
-	}
+	for (size_t i = 0; i < n; i++)
+		batch_user_row_release(&rows[i]);
 	free(rows);
 }
 
-int batch_store_user_update(struct state *st, int64_t batch_id, const struct batch_user_row *u,
-			    struct err *err)
+#define USER_SET \
+	"UPDATE batch_user SET status = ?3, error = ?4, pair_id = ?5, items_copied = ?6," \
+	" items_existing = ?7, bytes = ?8, folders = ?9, started = ?10, last_synced = ?11," \
+	" completed = ?12, duration = ?13 WHERE batch_id = ?1 AND idx = ?2"
+
+/* Run an UPDATE of u's row (USER_SET plus perhaps a condition);
+ * *changed_r: whether it matched the row. */
+static int user_write(struct state *st, const char *sql, int64_t batch_id,
+		      const struct batch_user_row *u, bool *changed_r, struct err *err)
 {
-	sqlite3_stmt *s = prep(st,
-			       "UPDATE batch_user SET status = ?3, error = ?4, pair_id = ?5,"
-			       " items_copied = ?6, items_existing = ?7, bytes = ?8, folders = ?9,"
-			       " started = ?10, last_synced = ?11, completed = ?12, duration = ?13"
-			       " WHERE batch_id = ?1 AND idx = ?2",
-			       err);
+	sqlite3_stmt *s = prep(st, sql, err);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, batch_id);
@@ -313,7 +344,30 @@ int batch_store_user_update(struct state *st, int64_t batch_id, const struct bat
 	sqlite3_bind_int64(s, 11, (sqlite3_int64)u->last_synced);
 	sqlite3_bind_int64(s, 12, (sqlite3_int64)u->completed);
 	sqlite3_bind_double(s, 13, u->duration);
-	return done(st, s, "cannot update a batch user", err);
+	if (done(st, s, "cannot update a batch user", err) < 0)
+		return -1;
+	if (changed_r)
+		*changed_r = sqlite3_changes(state_sqlite(st)) > 0;
+	return 0;
+}
+
+int batch_store_user_update(struct state *st, int64_t batch_id, const struct batch_user_row *u,
+			    struct err *err)
+{
+	return user_write(st, USER_SET, batch_id, u, NULL, err);
+}
+
+int batch_store_user_update_pass(struct state *st, int64_t batch_id,
+				 const struct batch_user_row *u, bool completing, bool *written_r,
+				 struct err *err)
+{
+	/* The condition sits in the UPDATE itself: a read first and a write
+	 * after would let another process complete the user in between. */
+	*written_r = false;
+	return user_write(st,
+			  completing ? USER_SET " AND status <> 'Completed'"
+				     : USER_SET " AND status NOT IN ('Completed', 'Completing')",
+			  batch_id, u, written_r, err);
 }
 
 int batch_store_item_add(struct state *st, int64_t batch_id, const struct batch_item_row *it,

@@ -79,9 +79,27 @@ int batch_store_set_notified(struct state *st, int64_t batch_id, const char *sta
 int batch_store_users(struct state *st, int64_t batch_id, struct batch_user_row **rows_r,
 		      size_t *n_r, struct err *err);
 void batch_user_rows_free(struct batch_user_row *rows, size_t n);
-/* Write back status, error, pair_id, counters and times of u (by idx). */
+/* Write back status, error, pair_id, counters and times of u (by idx),
+ * whatever the row holds now.  For a process that knows no other pass
+ * runs the batch; a pass uses batch_store_user_update_pass(). */
 int batch_store_user_update(struct state *st, int64_t batch_id, const struct batch_user_row *u,
 			    struct err *err);
+/* The same write from a pass, which read the row when it started and may
+ * overlap passes in other processes: a row another process has set
+ * Completed meanwhile is left alone, and so is one now Completing unless
+ * `completing` (the caller is itself a complete pass).  Checked and
+ * written in one statement, so nothing can come in between.  *written_r
+ * says whether the row was written; if not, u is stale: re-read it with
+ * batch_store_user_get(). */
+int batch_store_user_update_pass(struct state *st, int64_t batch_id,
+				 const struct batch_user_row *u, bool completing, bool *written_r,
+				 struct err *err);
+/* One user, by idx, as the database holds it now: 1 found (*u_r filled;
+ * the caller releases it with batch_user_row_release()), 0 no such user,
+ * -1 error. */
+int batch_store_user_get(struct state *st, int64_t batch_id, size_t idx,
+			 struct batch_user_row *u_r, struct err *err);
+void batch_user_row_release(struct batch_user_row *u);
 
 /* Record (or replace) one skipped/failed message of user idx. */
 int batch_store_item_add(struct state *st, int64_t batch_id, const struct batch_item_row *it,

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "batch/batch.h"
 #include "store/batch_store.h"
+#include "store/state.h"
 
 static void test_config_round_trip(void **state)
 {
@@ -146,12 +148,242 @@ static void test_store(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-int main(void)
+/* Set user idx's status (unconditionally, as a pass's own process would). */
+static void put_status(struct state *st, int64_t id, size_t idx, const char *status)
 {
+	struct err e;
+	struct batch_user_row u;
+	assert_int_equal(batch_store_user_get(st, id, idx, &u, &e), 1);
+	free(u.status);
+	u.status = strdup(status);
+	assert_int_equal(batch_store_user_update(st, id, &u, &e), 0);
+	batch_user_row_release(&u);
+}
+
+static char *status_of(struct state *st, int64_t id, size_t idx)
+{
+	struct err e;
+	struct batch_user_row u;
+	assert_int_equal(batch_store_user_get(st, id, idx, &u, &e), 1);
+	char *s = strdup(u.status);
+	batch_user_row_release(&u);
+	return s;
+}
+
+/* Write `status` from a pass that read the row long ago (row is a copy
+ * taken before another process moved the user on). */
+static bool pass_write(struct state *st, int64_t id, struct batch_user_row *row,
+		       const char *status, bool completing)
+{
+	struct err e;
+	bool written = true;
+	free(row->status);
+	row->status = strdup(status);
+	assert_int_equal(batch_store_user_update_pass(st, id, row, completing, &written, &e), 0);
+	return written;
+}
+
+/* The lost update of overlapping passes: a sync pass that read a user
+ * before `batch complete` (another process, another handle) completed
+ * it must not write its Synced over that. */
+static void test_store_pass_never_undoes_completed(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/imapmig-test-batch-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256];
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	struct err e;
+	struct state *sync_st = state_open(path, &e);
+	assert_non_null(sync_st);
+	struct state *complete_st = state_open(path, &e);
+	assert_non_null(complete_st);
+	struct batch_row b = { .name = "b1", .status = "Synced", .config = "source=x\n",
+			       .csv_path = "/x.csv", .csv_sha256 = "00", .created = 1000 };
+	struct batch_user_row users[2] = {
+		{ .email = "a@x", .source_user = "a", .target_user = "a@x" },
+		{ .email = "b@x", .source_user = "b", .target_user = "b" },
+	};
+	assert_int_equal(batch_store_create(sync_st, &b, users, 2, &e), 0);
+	struct batch_row got;
+	assert_int_equal(batch_store_get(sync_st, "b1", &got, &e), 1);
+	int64_t id = got.id;
+	batch_row_release(&got);
+	put_status(sync_st, id, 0, "Synced");
+	put_status(sync_st, id, 1, "Synced");
+
+	/* the sync pass reads its users (its queue) */
+	struct batch_user_row *rows;
+	size_t n;
+	assert_int_equal(batch_store_users(sync_st, id, &rows, &n, &e), 0);
+	assert_int_equal(n, 2);
+	/* it starts on user 0 */
+	assert_true(pass_write(sync_st, id, &rows[0], "IncrementalSyncing", false));
+
+	/* meanwhile the complete pass takes user 0 over and completes both */
+	struct batch_user_row c0;
+	assert_int_equal(batch_store_user_get(complete_st, id, 0, &c0, &e), 1);
+	assert_string_equal(c0.status, "IncrementalSyncing");
+	assert_true(pass_write(complete_st, id, &c0, "Completing", true));
+	/* while Completing: the sync pass's end of user 0 is not written */
+	assert_false(pass_write(sync_st, id, &rows[0], "Synced", false));
+	char *s = status_of(sync_st, id, 0);
+	assert_string_equal(s, "Completing");
+	free(s);
+	c0.completed = 2000;
+	assert_true(pass_write(complete_st, id, &c0, "Completed", true));
+	batch_user_row_release(&c0);
+	struct batch_user_row c1;
+	assert_int_equal(batch_store_user_get(complete_st, id, 1, &c1, &e), 1);
+	c1.completed = 2001;
+	assert_true(pass_write(complete_st, id, &c1, "Completed", true));
+	batch_user_row_release(&c1);
+
+	/* the sync pass's late writes change nothing: not user 0's end, not
+	 * user 1's start still in its queue, not a Stopped */
+	assert_false(pass_write(sync_st, id, &rows[0], "Synced", false));
+	assert_false(pass_write(sync_st, id, &rows[1], "IncrementalSyncing", false));
+	assert_false(pass_write(sync_st, id, &rows[1], "Stopped", false));
+	/* nor does a second complete pass that ends after the first */
+	assert_false(pass_write(sync_st, id, &rows[1], "Failed", true));
+	batch_user_rows_free(rows, n);
+	assert_int_equal(batch_store_users(complete_st, id, &rows, &n, &e), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(rows[i].status, "Completed");
+		assert_int_equal(rows[i].completed, 2000 + (time_t)i);
+	}
+
+	/* the unconditional write (a process that knows no pass runs, e.g.
+	 * marking Interrupted) still writes */
+	free(rows[0].status);
+	rows[0].status = strdup("Interrupted");
+	assert_int_equal(batch_store_user_update(sync_st, id, &rows[0], &e), 0);
+	batch_user_rows_free(rows, n);
+	s = status_of(complete_st, id, 0);
+	assert_string_equal(s, "Interrupted");
+	free(s);
+	/* a user that is not there */
+	struct batch_user_row none;
+	assert_int_equal(batch_store_user_get(sync_st, id, 7, &none, &e), 0);
+
+	state_close(&sync_st);
+	state_close(&complete_st);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The child of test_store_other_process_sees_locks: as `batch complete`
+ * in another process, complete user 0 of batch `id` and close. */
+static int child_complete(const char *path, const char *id_text)
+{
+	struct err e;
+	struct state *st = state_open(path, &e);
+	if (!st)
+		return 2;
+	int64_t id = strtoll(id_text, NULL, 10);
+	struct batch_user_row u;
+	if (batch_store_user_get(st, id, 0, &u, &e) != 1)
+		return 3;
+	free(u.status);
+	u.status = strdup("Completed");
+	u.completed = 3000;
+	int r = batch_store_user_update(st, id, &u, &e) < 0 ? 4 : 0;
+	batch_user_row_release(&u);
+	state_close(&st);
+	return r;
+}
+
+/* A process with more than one handle on the state (a pass: the
+ * coordinator's and each worker's) must keep its SQLite locks: if a
+ * second state_open() dropped them (closing a descriptor of the file
+ * drops every POSIX lock of the process on it), another process closing
+ * its last handle would think itself alone, checkpoint and delete the
+ * WAL, and the pass would go on in a private copy of the database,
+ * blind to the other's writes and writing over them later.  That is
+ * what undid `batch complete` under an overlapping `batch sync`. */
+static void test_store_other_process_sees_locks(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/imapmig-test-batch-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], wal[300];
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	struct err e;
+	struct state *coord = state_open(path, &e);
+	assert_non_null(coord);
+	struct batch_row b = { .name = "b1", .status = "Synced", .config = "source=x\n",
+			       .csv_path = "/x.csv", .csv_sha256 = "00", .created = 1000 };
+	struct batch_user_row users[1] = {
+		{ .email = "a@x", .source_user = "a", .target_user = "a@x" },
+	};
+	assert_int_equal(batch_store_create(coord, &b, users, 1, &e), 0);
+	struct batch_row got;
+	assert_int_equal(batch_store_get(coord, "b1", &got, &e), 1);
+	int64_t id = got.id;
+	batch_row_release(&got);
+	put_status(coord, id, 0, "IncrementalSyncing");
+	/* a worker's handle, opened after the coordinator's */
+	struct state *worker = state_open(path, &e);
+	assert_non_null(worker);
+	char *s = status_of(worker, id, 0);
+	assert_string_equal(s, "IncrementalSyncing");
+	free(s);
+
+	/* another process completes the user and closes its handle */
+	char id_text[32];
+	snprintf(id_text, sizeof(id_text), "%lld", (long long)id);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/proc/self/exe", "test_batch", "--child-complete", path, id_text,
+		      (char *)NULL);
+		_exit(127);
+	}
+	int ws = 0;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFEXITED(ws));
+	assert_int_equal(WEXITSTATUS(ws), 0);
+
+	/* it must have seen us: the WAL is still there ... */
+	struct stat sb;
+	assert_int_equal(stat(wal, &sb), 0);
+	/* ... both our handles see its write ... */
+	s = status_of(worker, id, 0);
+	assert_string_equal(s, "Completed");
+	free(s);
+	s = status_of(coord, id, 0);
+	assert_string_equal(s, "Completed");
+	free(s);
+	/* ... and the pass's late "Synced" leaves it Completed */
+	struct batch_user_row late;
+	assert_int_equal(batch_store_user_get(worker, id, 0, &late, &e), 1);
+	assert_false(pass_write(worker, id, &late, "Synced", false));
+	batch_user_row_release(&late);
+	state_close(&worker);
+	state_close(&coord);
+	struct state *again = state_open(path, &e);
+	assert_non_null(again);
+	s = status_of(again, id, 0);
+	assert_string_equal(s, "Completed");
+	free(s);
+	state_close(&again);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "--child-complete") == 0)
+		return child_complete(argv[2], argv[3]);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_round_trip),
 		cmocka_unit_test(test_status_rules),
 		cmocka_unit_test(test_store),
+		cmocka_unit_test(test_store_pass_never_undoes_completed),
+		cmocka_unit_test(test_store_other_process_sees_locks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
