@@ -372,22 +372,18 @@ static int prepare_file(const char *path, struct err *err)
 	}
 	if (errno != EEXIST)
 		goto fail;
-	/* O_NONBLOCK: a FIFO in its place must not hang us */
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
+	/* By path, never open()+close(): closing any descriptor of the file
+	 * drops every POSIX lock this process holds on it, the locks of our
+	 * SQLite connections included (another process closing the last
+	 * connection it sees would then checkpoint and delete the WAL under
+	 * them). */
+	if (stat(path, &sb) < 0)
 		goto fail;
-	if (fstat(fd, &sb) < 0) {
-		close(fd);
-		goto fail;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		close(fd);
+	if (!S_ISREG(sb.st_mode))
 		return config_fail(path, err, "state database %s is %s, not a regular file",
 		                   S_ISDIR(sb.st_mode) ? "a directory" : "a special file");
-	}
 	if ((sb.st_mode & 077) && sb.st_uid == geteuid())
-		fchmod(fd, sb.st_mode & 0700);
-	close(fd);
+		chmod(path, sb.st_mode & 0700);
 	return 0;
 fail:
 	err_set(err, ERR_CONFIG, "state database %s: cannot create: %s", path, strerror(errno));
