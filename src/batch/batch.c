@@ -438,6 +438,7 @@ struct worker_shared {
 	bool stop;
 	unsigned workers_done;
 	pthread_mutex_t lock;
+	pthread_cond_t worker_done; /* signalled under lock as workers end */
 	struct batch_result *res;
 	/* test hook, from $IMAPMIG_TEST_PAUSE_BEFORE_STATUS: see run_user() */
 	unsigned pause_before_status_s;
@@ -817,6 +818,7 @@ static void *worker_main(void *arg)
 	state_close(&w->st);
 	pthread_mutex_lock(&sh->lock);
 	sh->workers_done++;
+	pthread_cond_signal(&sh->worker_done);
 	pthread_mutex_unlock(&sh->lock);
 	return NULL;
 }
@@ -1047,6 +1049,7 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 	int pass_fd = -1;
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_init(&sh.lock, NULL);
+	pthread_cond_init(&sh.worker_done, NULL);
 
 	st = state_open(o->state_path, err);
 	if (!st)
@@ -1125,17 +1128,26 @@ int batch_run(const struct batch_run_opts *o, struct batch_result *res, struct e
 		workers[0].sh = &sh;
 		worker_main(&workers[0]);
 	}
-	/* Wait for the workers, looking every half second for a stop asked
-	 * by another process (the workers see it through the shared flag). */
+	/* Wait for the workers (woken as each ends), looking every half
+	 * second for a stop asked by another process (the workers see it
+	 * through the shared flag). */
 	for (;;) {
 		pthread_mutex_lock(&sh.lock);
+		if (sh.workers_done != started) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 500 * 1000 * 1000;
+			if (until.tv_nsec >= 1000 * 1000 * 1000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000 * 1000 * 1000;
+			}
+			pthread_cond_timedwait(&sh.worker_done, &sh.lock, &until);
+		}
 		bool all_done = sh.workers_done == started;
 		pthread_mutex_unlock(&sh.lock);
 		if (all_done)
 			break;
 		stop_polled(&sh, st);
-		struct timespec half = { 0, 500 * 1000 * 1000 };
-		nanosleep(&half, NULL);
 	}
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
@@ -1156,6 +1168,7 @@ out:
 	batch_hold_release(&pass_fd);
 	shared_release(&sh);
 	state_close(&st);
+	pthread_cond_destroy(&sh.worker_done);
 	pthread_mutex_destroy(&sh.lock);
 	return r;
 }
