@@ -33,6 +33,8 @@ static void test_config_round_trip(void **state)
 	c.max_items = 500000;
 	c.max_message_size = 35ull << 20;
 	c.jobs = 8;
+	c.connections_per_user = 3;
+	c.append_connections = 4;
 	c.insecure = true;
 	char *text = batch_config_serialize(&c);
 	/* no secrets are ever part of it: there is no field for one */
@@ -52,6 +54,8 @@ static void test_config_round_trip(void **state)
 	assert_int_equal(d.max_items, 500000);
 	assert_int_equal(d.max_message_size, 35ull << 20);
 	assert_int_equal(d.jobs, 8);
+	assert_int_equal(d.connections_per_user, 3);
+	assert_int_equal(d.append_connections, 4);
 	assert_true(d.insecure);
 	assert_false(d.allow_plaintext);
 	free(text);
