@@ -159,48 +159,78 @@ static int forget_folder_state(struct folder_run *fr, const char *why, struct er
 	return 0;
 }
 
-/* Load the target folder's fingerprints into the tfp table. */
+/* Load the target folder's fingerprints into the tfp table.  They arrive with a FETCH of the whole folder,
+ * which can take long from a distant server: they are written in short
+ * transactions of TFP_CHUNK rows between reads, never one transaction
+ * held across the network (a batch's users share the database).  The
+ * table is scratch: a pass that dies half-way fills it again. */
+#define TFP_CHUNK 2000
+
 struct tfp_load {
 	struct folder_run *fr;
-	uint64_t n;
+	uint32_t uids[TFP_CHUNK];
+	char fps[TFP_CHUNK][STATE_FP_LEN + 1];
+	size_t queued;
 };
+
+static int tfp_flush(struct tfp_load *tl, struct err *err)
+{
+	struct state *st = tl->fr->run->st;
+	if (!tl->queued)
+		return 0;
+	if (state_begin(st, err) < 0)
+		return -1;
+	for (size_t i = 0; i < tl->queued; i++) {
+		if (state_tfp_add(st, tl->fr->f.id, tl->fps[i], tl->uids[i], err) < 0) {
+			state_rollback(st);
+			return -1;
+		}
+	}
+	tl->queued = 0;
+	return sync_commit(tl->fr->run, err);
+}
 
 static int tfp_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
 {
 	struct tfp_load *tl = ctx;
-	char fp[STATE_FP_LEN + 1];
-	fingerprint_compute(m->headers, m->headers_len, m->size, fp);
-	tl->n++;
-	return state_tfp_add(tl->fr->run->st, tl->fr->f.id, fp, m->uid, err);
+	fingerprint_compute(m->headers, m->headers_len, m->size, tl->fps[tl->queued]);
+	tl->uids[tl->queued++] = m->uid;
+	return tl->queued == TFP_CHUNK ? tfp_flush(tl, err) : 0;
 }
 
 static int load_target_fingerprints(struct folder_run *fr, bool all, struct err *err)
 {
 	struct sync_run *run = fr->run;
 	struct state *st = run->st;
-	struct tfp_load tl = { fr, 0 };
-	struct imap_fetch_handler h = { .message = tfp_message, .ctx = &tl };
+	struct tfp_load *tl = xcalloc(1, sizeof(*tl));
+	struct imap_fetch_handler h = { .message = tfp_message, .ctx = tl };
+	int r = -1;
 
+	tl->fr = fr;
 	if (state_begin(st, err) < 0)
-		return -1;
-	if (state_tfp_clear(st, fr->f.id, err) < 0)
-		goto fail;
+		goto out;
+	if (state_tfp_clear(st, fr->f.id, err) < 0 || sync_commit(run, err) < 0) {
+		state_rollback(st);
+		goto out;
+	}
 	/* all: the folder changed since it was selected (our own APPENDs) */
 	if (all || fr->tinfo.exists > 0) {
 		if (imap_client_fetch_send(run->tgt, "1:*", IMAP_FETCH_SIZE | IMAP_FETCH_HEADERS,
 					   FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
-		    imap_client_wait_all(run->tgt, err) < 0)
-			goto fail;
+		    imap_client_wait_all(run->tgt, err) < 0 || tfp_flush(tl, err) < 0)
+			goto out;
 	}
-	if (state_tfp_claim_done(st, fr->f.id, err) < 0)
-		goto fail;
-	if (sync_commit(fr->run, err) < 0)
-		goto fail;
+	if (state_begin(st, err) < 0)
+		goto out;
+	if (state_tfp_claim_done(st, fr->f.id, err) < 0 || sync_commit(run, err) < 0) {
+		state_rollback(st);
+		goto out;
+	}
 	fr->matching = true;
-	return 0;
-fail:
-	state_rollback(st);
-	return -1;
+	r = 0;
+out:
+	free(tl);
+	return r;
 }
 
 /* Intents left over from an interrupted pass: those whose copy reached the
@@ -465,6 +495,8 @@ out:
 	sync_items_free(&fr);
 	free(fr.items);
 	sync_groups_free(&fr);
+	sync_flag_updates_free(&fr);
+	free(fr.flag_updates);
 	buf_release(&fr.dropped_keywords);
 	return r;
 }

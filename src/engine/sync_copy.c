@@ -41,6 +41,47 @@ static void skip_event(struct folder_run *fr, enum sync_event_type type,
 	sync_emit(fr->run, &ev);
 }
 
+/* A window's FETCH responses, kept whole until the FETCH is over: what
+ * they mean for the state is written afterwards, in one transaction with
+ * no network wait inside (a batch's users share the database, and its
+ * write lock must not wait on a distant server). */
+struct fetched {
+	struct imap_fetch_msg *msgs;
+	size_t n, alloc;
+};
+
+static int fetched_add(void *ctx, const struct imap_fetch_msg *m, struct err *err)
+{
+	struct fetched *f = ctx;
+	(void)err;
+	if (f->n == f->alloc) {
+		f->alloc = f->alloc ? 2 * f->alloc : 256;
+		f->msgs = xrealloc(f->msgs, f->alloc * sizeof(*f->msgs));
+	}
+	struct imap_fetch_msg *c = &f->msgs[f->n++];
+	*c = *m;
+	c->flags = xstrdup(m->flags ? m->flags : "");
+	c->internaldate = m->internaldate ? xstrdup(m->internaldate) : NULL;
+	if (m->headers) {
+		uint8_t *h = xmalloc(m->headers_len + 1);
+		memcpy(h, m->headers, m->headers_len);
+		h[m->headers_len] = 0;
+		c->headers = h;
+	}
+	return 0;
+}
+
+static void fetched_free(struct fetched *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free((char *)f->msgs[i].flags);
+		free((char *)f->msgs[i].internaldate);
+		free((uint8_t *)f->msgs[i].headers);
+	}
+	free(f->msgs);
+	memset(f, 0, sizeof(*f));
+}
+
 static int window_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
 {
 	struct folder_run *fr = ctx;
@@ -517,7 +558,8 @@ int sync_copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 {
 	struct sync_run *run = fr->run;
 	uint32_t end = fr->sinfo.uidnext; /* exclusive; 0 = unknown */
-	struct imap_fetch_handler h = { .message = window_message, .ctx = fr };
+	struct fetched fx = { 0 };
+	struct imap_fetch_handler h = { .message = fetched_add, .ctx = &fx };
 	unsigned meta = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
 			IMAP_FETCH_HEADERS;
 
@@ -537,15 +579,26 @@ int sync_copy_new(struct folder_run *fr, uint32_t start, struct err *err)
 		sync_items_free(fr);
 		if (sync_stop_requested(run, err))
 			return -1;
-		if (state_begin(run->st, err) < 0)
-			return -1;
-		if (imap_client_fetch_send(run->src, set, meta, FINGERPRINT_FIELDS, 0, &h, err) < 0 ||
-		    imap_client_wait_all(run->src, err) < 0 ||
-		    imap_client_wait_all(run->tgt, err) < 0) {
-			state_rollback(run->st);
-			return -1;
+		int r = imap_client_fetch_send(run->src, set, meta, FINGERPRINT_FIELDS, 0, &h, err);
+		if (r == 0)
+			r = imap_client_wait_all(run->src, err);
+		if (r == 0)
+			r = state_begin(run->st, err);
+		for (size_t i = 0; r == 0 && i < fx.n; i++) {
+			r = window_message(fr, &fx.msgs[i], err);
+			if (r < 0)
+				state_rollback(run->st);
 		}
-		if (sync_commit(run, err) < 0)
+		fetched_free(&fx);
+		if (r == 0)
+			r = sync_commit(run, err);
+		/* flag changes found on the way: once the target took them */
+		if (r == 0)
+			r = imap_client_wait_all(run->tgt, err);
+		if (r == 0)
+			r = sync_flags_record(fr, err);
+		sync_flag_updates_free(fr);
+		if (r < 0)
 			return -1;
 		/* "lo:*" also returns the highest message when it is below lo */
 		size_t keep = 0;

@@ -100,7 +100,9 @@ void sync_flags_for_target(struct folder_run *fr, const char *flags, struct buf 
 /* ---------- flag changes ---------- */
 
 /* Bring the target copy's flags in line with the source's, given the
- * flags we last put there. */
+ * flags we last put there: STOREs are sent (not waited for), and the new
+ * flags wait in fr->flag_updates for sync_flags_record(), which the
+ * caller runs once the target has answered them all. */
 int sync_apply_flag_change(struct folder_run *fr, const struct state_msg *row,
 			   const char *src_flags, struct err *err)
 {
@@ -135,10 +137,16 @@ int sync_apply_flag_change(struct folder_run *fr, const struct state_msg *row,
 		r = -1;
 	if (r == 0 && del.len && imap_client_store_send(run->tgt, uid, '-', buf_cstr(&del), err) < 0)
 		r = -1;
-	if (r == 0)
-		r = state_msg_set_flags(run->st, fr->f.id, row->src_uid, buf_cstr(&want), err);
-	if (r == 0)
+	if (r == 0) {
+		if (fr->n_flag_updates == fr->alloc_flag_updates) {
+			fr->alloc_flag_updates = fr->alloc_flag_updates ? 2 * fr->alloc_flag_updates : 64;
+			fr->flag_updates = xrealloc(fr->flag_updates, fr->alloc_flag_updates *
+									  sizeof(*fr->flag_updates));
+		}
+		fr->flag_updates[fr->n_flag_updates++] =
+			(struct flag_update){ row->src_uid, xstrdup(buf_cstr(&want)) };
 		run->stats->flags_updated++;
+	}
 out:
 	buf_release(&want);
 	buf_release(&have);
@@ -146,6 +154,35 @@ out:
 	buf_release(&del);
 	buf_release(&filtered);
 	return r;
+}
+
+void sync_flag_updates_free(struct folder_run *fr)
+{
+	for (size_t i = 0; i < fr->n_flag_updates; i++)
+		free(fr->flag_updates[i].flags);
+	fr->n_flag_updates = 0;
+}
+
+/* Record the flags of the STOREs the target has accepted (the caller has
+ * waited for them): one short transaction, no network inside.  A STORE
+ * that failed made the caller stop before this, so its message keeps its
+ * old flags in the state and the next pass sends it again. */
+int sync_flags_record(struct folder_run *fr, struct err *err)
+{
+	struct sync_run *run = fr->run;
+	if (!fr->n_flag_updates)
+		return 0;
+	if (state_begin(run->st, err) < 0)
+		return -1;
+	for (size_t i = 0; i < fr->n_flag_updates; i++) {
+		if (state_msg_set_flags(run->st, fr->f.id, fr->flag_updates[i].src_uid,
+					fr->flag_updates[i].flags, err) < 0) {
+			state_rollback(run->st);
+			return -1;
+		}
+	}
+	sync_flag_updates_free(fr);
+	return sync_commit(run, err);
 }
 
 static int flags_message(void *ctx, const struct imap_fetch_msg *m, struct err *err)
@@ -175,12 +212,14 @@ int sync_flags(struct folder_run *fr, struct err *err)
 	if (fr->sinfo.highestmodseq && fr->f.src_modseq && !fr->matching)
 		since = fr->f.src_modseq;
 	struct imap_fetch_handler h = { .message = flags_message, .ctx = fr };
-	if (state_begin(run->st, err) < 0)
-		return -1;
+	/* No transaction around the FETCH: its answers only read the state
+	 * (and send STOREs); what changed is written once both sides have
+	 * answered, so the write lock is never held across the network
+	 * (other users' passes in a batch share the database). */
 	if (imap_client_fetch_send(run->src, set, IMAP_FETCH_FLAGS, NULL, since, &h, err) < 0 ||
 	    imap_client_wait_all(run->src, err) < 0 || imap_client_wait_all(run->tgt, err) < 0) {
-		state_rollback(run->st);
+		sync_flag_updates_free(fr);
 		return -1;
 	}
-	return sync_commit(run, err);
+	return sync_flags_record(fr, err);
 }

@@ -78,7 +78,17 @@ struct folder_run {
 	uint64_t copied;
 	bool warned_unknown_uid;
 	struct buf dropped_keywords;
+	/* flags sent to the target (STORE), recorded in the state only once
+	 * the target said OK: sync_flags_record() */
+	struct flag_update *flag_updates;
+	size_t n_flag_updates, alloc_flag_updates;
 };
+
+struct flag_update {
+	uint32_t src_uid;
+	char *flags;
+};
+
 
 /* What STATUS said about a source folder before the pass. */
 struct folder_size {
@@ -172,6 +182,8 @@ struct imap_client *sync_connect_side(struct sync_run *run, const struct imap_cl
 
 void sync_flags_normalize(const char *in, struct buf *out);
 void sync_flags_for_target(struct folder_run *fr, const char *flags, struct buf *out);
+int sync_flags_record(struct folder_run *fr, struct err *err);
+void sync_flag_updates_free(struct folder_run *fr);
 int sync_apply_flag_change(struct folder_run *fr, const struct state_msg *row,
 			   const char *src_flags, struct err *err);
 int sync_flags(struct folder_run *fr, struct err *err);
