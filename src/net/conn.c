@@ -681,6 +681,22 @@ static X509_STORE *trust_store(const char *ca_file, struct err *err)
 	return st;
 }
 
+/* The store is shared, and OpenSSL's chain building caches things in
+ * the certificates it holds (ThreadSanitizer sees one handshake write
+ * what another reads): verifications take turns.  A chain check needs
+ * no network (CPU, and at most the local certificate directory) and takes
+ * about a millisecond, so nothing waits long. */
+static pthread_mutex_t verify_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int verify_serialized(X509_STORE_CTX *sctx, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&verify_lock);
+	int ok = X509_verify_cert(sctx);
+	pthread_mutex_unlock(&verify_lock);
+	return ok;
+}
+
 static int make_ctx(struct conn *c, struct err *err)
 {
 	char why[256];
@@ -706,6 +722,7 @@ static int make_ctx(struct conn *c, struct err *err)
 	SSL_CTX_set1_cert_store(c->ctx, store);
 	X509_STORE_free(store); /* the context holds its own reference */
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, verify_cb);
+	SSL_CTX_set_cert_verify_callback(c->ctx, verify_serialized, NULL);
 	return 0;
 }
 
