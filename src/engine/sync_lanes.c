@@ -90,16 +90,21 @@ static void *lane_main(void *arg)
 			       imap_client_append_end(l->tgt, &err) < 0))
 			r = -1;
 		spooled_free(e);
-		if (r < 0) {
-			lanes_fail(ls, &err);
-			return NULL;
-		}
+		if (r < 0)
+			goto fail;
 		if (r == 0)
 			sync_step(fr->run);
 	}
 	/* the last replies; a refused message was handed to lane_done */
 	if (imap_client_wait_all(l->tgt, &err) < 0 && err.kind != ERR_MESSAGE)
-		lanes_fail(ls, &err);
+		goto fail;
+	return NULL;
+fail:
+	/* APPENDs still in flight point at this folder's items, and one may
+	 * be half-sent: the connection is done for (no callback fires
+	 * later, when the items are gone); a later folder opens a new one */
+	imap_client_kill(l->tgt, "an APPEND could not be finished");
+	lanes_fail(ls, &err);
 	return NULL;
 }
 
