@@ -167,7 +167,11 @@ static int parse_time(const char *s, time_t *t_r)
 			    : !strcmp(end, "d") ? 86400 : 0;
 		if (n < 0 || !mult || end == s + 1)
 			return -1;
-		*t_r = time(NULL) + n * mult;
+		/* whole seconds, rounded up: "+4s" never starts sooner than
+		 * 4 s from now */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		*t_r = now.tv_sec + (now.tv_nsec > 0) + n * mult;
 		return 0;
 	}
 	struct tm tm;
