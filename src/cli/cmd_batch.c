@@ -142,21 +142,6 @@ static char *absolute(const char *path)
 	return xasprintf("%s/%s", cwd, path);
 }
 
-static int parse_number(const char *opt, const char *s, unsigned long long max,
-			unsigned long long *n_r)
-{
-	char *end;
-	errno = 0;
-	unsigned long long n = strtoull(s, &end, 10);
-	if (!*s || *end || errno || n > max || s[0] == '-') {
-		fprintf(stderr, "imapmig: %s wants a whole number up to %llu, not '%s'\n", opt, max,
-			s);
-		return -1;
-	}
-	*n_r = n;
-	return 0;
-}
-
 /* "2026-12-01T22:00[:ss]" (local time) or "+90m" / "+2h" / "+1d". */
 static int parse_time(const char *s, time_t *t_r)
 {
@@ -220,7 +205,7 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
 		case O_PLAIN: k->allow_plaintext = true; break;
 		case O_INSECURE: k->insecure = true; break;
 		case O_TIMEOUT:
-			if (parse_number("--timeout", optarg, 86400, &n) < 0 || !n)
+			if (cli_number("--timeout", optarg, 1, 86400, &n) < 0)
 				return -1;
 			k->timeout_s = (unsigned)n;
 			break;
@@ -249,7 +234,7 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
 			}
 			break;
 		case O_MAXITEMS:
-			if (parse_number("--max-items", optarg, UINT64_MAX, &n) < 0)
+			if (cli_number("--max-items", optarg, 0, UINT64_MAX, &n) < 0)
 				return -1;
 			k->max_items = n;
 			break;
@@ -264,22 +249,22 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
 				k->max_message_size = 35ull << 20;
 			break;
 		case O_JOBS:
-			if (parse_number("--jobs", optarg, 256, &n) < 0 || !n)
+			if (cli_number("--jobs", optarg, 1, 256, &n) < 0)
 				return -1;
 			k->jobs = (unsigned)n;
 			break;
 		case O_MAXCONN:
-			if (parse_number("--max-connections", optarg, 1024, &n) < 0 || !n)
+			if (cli_number("--max-connections", optarg, 1, 1024, &n) < 0)
 				return -1;
 			k->max_connections = (unsigned)n;
 			break;
 		case O_CONNS:
-			if (parse_number("--connections-per-user", optarg, 32, &n) < 0 || !n)
+			if (cli_number("--connections-per-user", optarg, 1, 32, &n) < 0)
 				return -1;
 			k->connections_per_user = (unsigned)n;
 			break;
 		case O_APPEND_CONNS:
-			if (parse_number("--append-connections", optarg, 16, &n) < 0 || !n)
+			if (cli_number("--append-connections", optarg, 1, 16, &n) < 0)
 				return -1;
 			k->append_connections = (unsigned)n;
 			break;

@@ -299,7 +299,7 @@ int cmd_sync(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "hv", sync_options, NULL)) != -1) {
-		char *end;
+		unsigned long long n;
 		switch (c) {
 		case OPT_SRC_PWFILE: pwfile[0] = optarg; break;
 		case OPT_TGT_PWFILE: pwfile[1] = optarg; break;
@@ -323,18 +323,14 @@ int cmd_sync(int argc, char **argv)
 		case OPT_ALLOW_PLAIN: allow_plain = true; break;
 		case OPT_INSECURE: insecure = true; break;
 		case OPT_TIMEOUT:
-			timeout_s = strtol(optarg, &end, 10);
-			if (*end || timeout_s < 1 || timeout_s > 86400) {
-				fprintf(stderr, "imapmig: --timeout wants seconds (1 to 86400)\n");
+			if (cli_number("--timeout", optarg, 1, 86400, &n) < 0)
 				return EXIT_USAGE;
-			}
+			timeout_s = (long)n;
 			break;
 		case OPT_RETRIES:
-			retries = strtol(optarg, &end, 10);
-			if (*end || retries < 0 || retries > 100) {
-				fprintf(stderr, "imapmig: --retries wants a number from 0 to 100\n");
+			if (cli_number("--retries", optarg, 0, 100, &n) < 0)
 				return EXIT_USAGE;
-			}
+			retries = (long)n;
 			break;
 		case OPT_INCLUDE:
 			if (strlist_add(&includes, "--include", optarg) < 0)
@@ -364,20 +360,14 @@ int cmd_sync(int argc, char **argv)
 		case OPT_NO_MULTIAPPEND: no_multiappend = true; break;
 		case OPT_COMPRESS: compress = true; break;
 		case OPT_CONNECTIONS:
-			connections = strtol(optarg, &end, 10);
-			if (*end || connections < 1 || connections > 32) {
-				fprintf(stderr, "imapmig: --connections-per-user wants a number from 1 "
-						"to 32\n");
+			if (cli_number("--connections-per-user", optarg, 1, 32, &n) < 0)
 				return EXIT_USAGE;
-			}
+			connections = (long)n;
 			break;
 		case OPT_APPEND_CONNECTIONS:
-			append_connections = strtol(optarg, &end, 10);
-			if (*end || append_connections < 1 || append_connections > 16) {
-				fprintf(stderr, "imapmig: --append-connections wants a number from 1 "
-						"to 16\n");
+			if (cli_number("--append-connections", optarg, 1, 16, &n) < 0)
 				return EXIT_USAGE;
-			}
+			append_connections = (long)n;
 			break;
 		case 'h':
 		case OPT_HELP: fputs(sync_usage, stdout); return EXIT_OK;

@@ -381,7 +381,7 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "hv", verify_options, NULL)) != -1) {
-		char *end;
+		unsigned long long n;
 		switch (c) {
 		case OPT_SRC_PWFILE:
 			a->pwfile[0] = optarg;
@@ -420,11 +420,9 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 			a->insecure = true;
 			break;
 		case OPT_TIMEOUT:
-			a->timeout_s = strtol(optarg, &end, 10);
-			if (*end || a->timeout_s < 1 || a->timeout_s > 86400) {
-				fprintf(stderr, "imapmig: --timeout wants seconds (1 to 86400)\n");
+			if (cli_number("--timeout", optarg, 1, 86400, &n) < 0)
 				return EXIT_USAGE;
-			}
+			a->timeout_s = (long)n;
 			break;
 		case OPT_INCLUDE:
 			if (strlist_add(&a->includes, "--include", optarg) < 0)
@@ -451,14 +449,9 @@ static int parse_args(int argc, char **argv, struct verify_args *a, struct outpu
 			a->deep = true;
 			break;
 		case OPT_MAX_DETAILS:
-			a->max_details = strtoul(optarg, &end, 10);
-			if (*end || optarg[0] == '-' || a->max_details < 1 ||
-			    a->max_details > MAX_DETAILS_LIMIT) {
-				fprintf(stderr,
-				        "imapmig: --max-details wants a number from 1 to %d\n",
-				        MAX_DETAILS_LIMIT);
+			if (cli_number("--max-details", optarg, 1, MAX_DETAILS_LIMIT, &n) < 0)
 				return EXIT_USAGE;
-			}
+			a->max_details = (unsigned long)n;
 			break;
 		case OPT_STATE:
 			a->state = optarg; /* only --batch reads it */

@@ -21,6 +21,21 @@ int strlist_add(struct strlist *l, const char *opt, const char *s)
 	return 0;
 }
 
+int cli_number(const char *opt, const char *s, unsigned long long min, unsigned long long max,
+	       unsigned long long *n_r)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (!*s || *end || errno || s[0] == '-' || n < min || n > max) {
+		fprintf(stderr, "imapmig: %s wants a whole number from %llu to %llu, not '%s'\n", opt,
+			min, max, s);
+		return -1;
+	}
+	*n_r = n;
+	return 0;
+}
+
 int endpoint_setup(struct endpoint *ep, const char *text, enum side side, const char *pwfile,
 		   const char *admin, const struct strlist *resolves, struct err *err)
 {

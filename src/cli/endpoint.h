@@ -21,6 +21,12 @@ struct strlist {
 /* 0, or -1 after telling the person there are too many. */
 int strlist_add(struct strlist *l, const char *opt, const char *s);
 
+/* A whole number option from min to max: 0 with *n_r set, or -1 after
+ * telling the person ("--jobs wants a whole number from 1 to 256, not
+ * 'x'"). */
+int cli_number(const char *opt, const char *s, unsigned long long min, unsigned long long max,
+	       unsigned long long *n_r);
+
 /* One side: its URL, its password (from the file, the environment or a
  * prompt; never argv), where --resolve sends it, and its state key. */
 struct endpoint {

@@ -310,10 +310,8 @@ static int body_begin(void *ctx, uint32_t uid, uint64_t size, struct err *err)
 	int r = fr->lanes ? sync_spool_begin(fr, it, size, err) : start_append(fr, it, size, err);
 	if (r < 0)
 		return -1;
-	if (r == 0) {
-		it->appended = true;
+	if (r == 0)
 		fr->cur_discard = false;
-	}
 	it->size = size;
 	return 0;
 }

@@ -38,7 +38,7 @@ struct copy_item {
 	char *flags; /* as appended (filtered for the target) */
 	char *date;
 	/* transfer */
-	bool started, appended, refused, answered;
+	bool started, answered;
 	bool ok;
 	uint32_t tgt_uid;
 	struct err err;

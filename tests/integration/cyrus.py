@@ -39,7 +39,6 @@ import hashlib
 import os
 import pwd
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -263,20 +262,7 @@ class CyrusServer:
         if self.proc is None:
             return
         p, self.proc = self.proc, None
-        if p.poll() is None and not fast:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        H.stop_session(p, fast)
 
     def restart(self, down=0.0, timeout=20):
         self.stop()

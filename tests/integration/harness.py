@@ -372,6 +372,26 @@ if len(sys.argv) > 3:
 '''
 
 
+def stop_session(p, fast=False):
+    """Stop a server started in its own session (start_new_session) and
+    everything it forked: SIGTERM and up to 10 s (fast: not), then SIGKILL
+    to the whole session."""
+    if p.poll() is None and not fast:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 class Server:
     """One private Dovecot instance.  kind: 'source', 'target' or 'plain'.
 
@@ -504,21 +524,7 @@ class Server:
         if self.proc is None:
             return
         p, self.proc = self.proc, None
-        if p.poll() is None and not fast:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        # kill anything of this instance still around (own session only)
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        stop_session(p, fast)
 
     def restart(self, down=0.0, timeout=15):
         """Stop (SIGTERM, clients cut off), stay down for `down` seconds,
